@@ -1,0 +1,43 @@
+# edgemirror — run `make help` for the targets.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/edgemirror/edgemirror/cli.Version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: help build test unit e2e lint fuzz demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+build: ## build ./bin/edgemirror
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/edgemirror .
+
+test: lint unit e2e fuzz ## every test: lint, unit, end-to-end, a short fuzz
+	@echo "make test: all passed"
+
+unit: ## unit tests of the main module
+	$(GO) test -count=1 ./...
+
+e2e: ## end-to-end tests against real in-process registries (nested module e2e/)
+	cd e2e && $(GO) test -count=1 -timeout 20m ./...
+
+lint: ## go vet and a gofmt check over both modules
+	$(GO) vet ./...
+	cd e2e && $(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+demo: ## mirror the demo profile between two local registries, with progress and report
+	cd e2e && $(GO) run ./cmd/demo
+
+bench: ## benchmark edgemirror against crane and oras on a ~1 GiB synthetic corpus
+	cd e2e && $(GO) run ./cmd/bench
+
+clean: ## remove build output
+	rm -rf bin

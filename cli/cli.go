@@ -1,0 +1,114 @@
+// Package cli is edgemirror's command line: it turns arguments into the
+// Options of the library packages, runs the command and maps the outcome to
+// an exit code. It holds no mirroring logic.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Version is the edgemirror version, set at build time with -ldflags.
+var Version = "dev"
+
+// Exit codes of the command-line contract (DESIGN.md section 3).
+const (
+	ExitOK         = 0 // every required image is in place
+	ExitOperation  = 1 // an operational error stopped the run
+	ExitUsage      = 2 // bad usage or unreadable input
+	ExitIncomplete = 3 // the run finished but images are missing, failed or unresolved
+)
+
+// env is what a command runs with.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// exitError carries an exit code with its one-line message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr marks bad usage or unreadable input (exit 2).
+func usageErr(err error) error { return &exitError{ExitUsage, err} }
+
+// opErr marks an operational failure (exit 1).
+func opErr(err error) error { return &exitError{ExitOperation, err} }
+
+type command struct {
+	name, args, summary string
+	run                 func(e *env, args []string) (int, error)
+}
+
+func commands() []command {
+	return []command{
+		{"plan", "-p PROFILE... [-r REGISTRY]", "show where every image goes; no network", runPlan},
+		{"version", "", "print the version", func(e *env, _ []string) (int, error) {
+			fmt.Fprintf(e.stdout, "edgemirror %s\n", Version)
+			return ExitOK, nil
+		}},
+	}
+}
+
+// Run runs edgemirror with args (without the program name) and returns the
+// exit code. Output goes only to stdout and stderr.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	if args[0] == "--version" {
+		args[0] = "version"
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		code, err := c.run(e, args[1:])
+		if err == nil {
+			return code
+		}
+		if errors.Is(err, pflag.ErrHelp) {
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "edgemirror %s: %s\n", c.name, oneLine(err.Error()))
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return ExitOperation
+	}
+	fmt.Fprintf(stderr, "edgemirror: unknown command %q; run 'edgemirror --help'\n", args[0])
+	return ExitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "edgemirror mirrors the images of Palette cluster profiles into an edge site's registry.")
+	fmt.Fprintln(w, "\nUsage:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  edgemirror %-8s %-40s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'edgemirror COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "Exit codes: 0 all in place, 1 operational error, 2 bad usage or input, 3 images missing, failed or unresolved.")
+}
+
+// oneLine folds a message onto one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}

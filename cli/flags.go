@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/edgemirror/edgemirror/auth"
+	"github.com/edgemirror/edgemirror/mirror"
+	"github.com/edgemirror/edgemirror/profile"
+	"github.com/edgemirror/edgemirror/report"
+)
+
+// newFlagSet makes a command's flag set; errors are returned, not printed.
+func newFlagSet(e *env, name, args string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: edgemirror %s %s\n\nFlags:\n%s", name, args, fs.FlagUsages())
+	}
+	return fs
+}
+
+// parse parses args and rejects stray positional arguments.
+func parse(fs *pflag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard) // errors are reported once, as one line, by Run
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			fs.Usage()
+			return err
+		}
+		return usageErr(fmt.Errorf("%w (see 'edgemirror %s --help')", err, fs.Name()))
+	}
+	if fs.NArg() > 0 {
+		return usageErr(fmt.Errorf("unexpected argument %q (see 'edgemirror %s --help')", fs.Arg(0), fs.Name()))
+	}
+	return nil
+}
+
+// profileFlags select and expand the profiles.
+type profileFlags struct {
+	files         []string
+	vars          []string
+	macros        []string
+	includeValues bool
+}
+
+func (f *profileFlags) add(fs *pflag.FlagSet) {
+	fs.StringArrayVarP(&f.files, "profile", "p", nil, "exported cluster profile, JSON or YAML (repeatable; - reads stdin)")
+	fs.StringArrayVar(&f.vars, "var", nil, "profile variable NAME=VALUE, overrides its default (repeatable)")
+	fs.StringArrayVar(&f.macros, "macro", nil, "macro value NAME=VALUE for {{ .spectro.macro.NAME }} or a system path such as system.cluster.name (repeatable)")
+	fs.BoolVar(&f.includeValues, "include-values", false, "also mirror image strings in values that are not content-tagged")
+}
+
+// load reads, expands and lists the images of the profiles.
+func (f *profileFlags) load(e *env) (*profile.Result, error) {
+	if len(f.files) == 0 {
+		return nil, usageErr(fmt.Errorf("no profile given: use -p FILE (repeatable, - for stdin)"))
+	}
+	vars, err := keyValues("--var", f.vars)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	macros, err := keyValues("--macro", f.macros)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	profiles, err := profile.Read(f.files, e.stdin)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	res, err := profile.Extract(profiles, profile.Options{Vars: vars, Macros: macros, IncludeValues: f.includeValues})
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return res, nil
+}
+
+// targetFlags say where images go and how to reach the target.
+type targetFlags struct {
+	registry      string
+	userData      string
+	mappings      []string
+	username      string
+	passwordStdin bool
+	password      string
+	plainHTTP     bool
+	insecure      bool
+	caFile        string
+	shortNames    string
+}
+
+func (f *targetFlags) add(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.registry, "registry", "r", "", "external registry HOST[:PORT][/PATH] (default: the user data's stylus.registryCredentials.domain)")
+	fs.StringVar(&f.userData, "user-data", "", "edge installer user data (stylus registry settings and registryMappingRules)")
+	fs.StringArrayVar(&f.mappings, "mapping", nil, "mapping rule FROM=TO on the canonical name, longest FROM wins (repeatable)")
+	fs.StringVarP(&f.username, "username", "u", "", "user name for the target registry")
+	fs.BoolVar(&f.passwordStdin, "password-stdin", false, "read the target registry password from stdin")
+	fs.StringVar(&f.password, "password", "", "target registry password (visible to other users; prefer --password-stdin)")
+	fs.BoolVar(&f.plainHTTP, "plain-http", false, "talk plain HTTP to the target registry")
+	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification of the target registry")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of CA certificates to trust for the target registry")
+	fs.StringVar(&f.shortNames, "short-names", string(mirror.Canonical), "how short names such as busybox:1.37 are prefixed: canonical, literal or both")
+}
+
+// rules computes the target rules from the flags and the user data.
+func (f *targetFlags) rules() (mirror.Rules, *auth.UserData, error) {
+	var ud *auth.UserData
+	if f.userData != "" {
+		var err error
+		if ud, err = auth.ReadUserData(f.userData); err != nil {
+			return mirror.Rules{}, nil, usageErr(err)
+		}
+	}
+	r := mirror.Rules{Registry: f.registry, Mappings: map[string]string{}, ShortNames: mirror.ShortNames(f.shortNames)}
+	if ud != nil {
+		if r.Registry == "" {
+			r.Registry = ud.Registry
+		}
+		for k, v := range ud.Mappings {
+			r.Mappings[k] = v
+		}
+	}
+	flagRules, err := keyValues("--mapping", f.mappings)
+	if err != nil {
+		return r, nil, usageErr(err)
+	}
+	for k, v := range flagRules {
+		r.Mappings[k] = v
+	}
+	if r.Registry == "" && len(r.Mappings) == 0 {
+		return r, nil, usageErr(fmt.Errorf("no target: give --registry HOST[:PORT][/PATH], --mapping FROM=TO, or --user-data with a registry or registryMappingRules"))
+	}
+	if err := r.Validate(); err != nil {
+		return r, nil, usageErr(err)
+	}
+	return r, ud, nil
+}
+
+// outputFlags choose what is printed and written.
+type outputFlags struct {
+	output       string
+	reportFile   string
+	reportFormat string
+}
+
+func (f *outputFlags) add(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.output, "output", "o", "text", "stdout format: text or json")
+	fs.StringVar(&f.reportFile, "report", "", "write the report to FILE; format from the extension (.json .csv .md .txt)")
+	fs.StringVar(&f.reportFormat, "report-format", "", "report format when the extension does not say: json, csv, md or txt")
+}
+
+// check validates the flags before any work is done.
+func (f *outputFlags) check() error {
+	if f.output != "text" && f.output != "json" {
+		return usageErr(fmt.Errorf("--output %q: use text or json", f.output))
+	}
+	if f.reportFile != "" {
+		if _, err := report.FormatFor(f.reportFile, f.reportFormat); err != nil {
+			return usageErr(err)
+		}
+	}
+	return nil
+}
+
+// keyValues parses NAME=VALUE flag values.
+func keyValues(flag string, list []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%s %q: expected NAME=VALUE", flag, kv)
+		}
+		out[strings.TrimSpace(k)] = v
+	}
+	return out, nil
+}
