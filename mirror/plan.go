@@ -3,6 +3,9 @@
 package mirror
 
 import (
+	// go-digest validates sha256 digests only when the hash is linked in;
+	// without it every pinned reference would be "unsupported digest algorithm".
+	_ "crypto/sha256"
 	"fmt"
 	"regexp"
 	"sort"
