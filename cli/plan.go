@@ -24,7 +24,7 @@ func runPlan(e *env, args []string) (int, error) {
 		return 0, err
 	}
 	started := time.Now()
-	rules, _, err := tf.rules()
+	rules, ud, err := tf.rules()
 	if err != nil {
 		return 0, err
 	}
@@ -33,6 +33,7 @@ func runPlan(e *env, args []string) (int, error) {
 		return 0, err
 	}
 	plan := mirror.Build(res, rules)
+	plan.Warnings = append(plan.Warnings, userDataWarnings(ud)...)
 	rep := report.New("plan", Version, rules.Registry, plan, started)
 	return finish(e, rep, of)
 }

@@ -271,7 +271,7 @@ func (im *Image) SourceRefWithTag() string {
 func (r Rules) place(im *Image, name string) {
 	target := ""
 	if from, ok := r.match(im.Name); ok {
-		target = strings.TrimSuffix(r.Mappings[from], "/") + strings.TrimPrefix(im.Name, from)
+		target = strings.TrimSuffix(r.Mappings[from], "/") + strings.TrimPrefix(im.Name, strings.TrimSuffix(from, "/"))
 	} else if r.Registry != "" {
 		target = r.Registry + "/" + name
 	} else {
@@ -297,18 +297,19 @@ func (r Rules) place(im *Image, name string) {
 
 // match finds the longest mapping key that is a segment-aligned prefix of
 // name.
-func (r Rules) match(name string) (string, bool) {
-	best := ""
-	for from := range r.Mappings {
+func (r Rules) match(name string) (string, bool) { return longestPrefix(r.Mappings, name) }
+
+// longestPrefix finds the longest key of m that is name or a prefix of it
+// ending at a "/".
+func longestPrefix(m map[string]string, name string) (string, bool) {
+	best, found := "", false
+	for from := range m {
 		f := strings.TrimSuffix(from, "/")
-		if (name == f || strings.HasPrefix(name, f+"/")) && len(f) > len(best) {
-			best = from
+		if (name == f || strings.HasPrefix(name, f+"/")) && (!found || len(f) > len(strings.TrimSuffix(best, "/"))) {
+			best, found = from, true
 		}
 	}
-	if best == "" {
-		return "", false
-	}
-	return best, true
+	return best, found
 }
 
 // literalName is the repository as written, without tag or digest.

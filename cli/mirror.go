@@ -1,0 +1,263 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+	"oras.land/oras-go/v2"
+	orasauth "oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/edgemirror/edgemirror/auth"
+	"github.com/edgemirror/edgemirror/mirror"
+	"github.com/edgemirror/edgemirror/report"
+	"github.com/edgemirror/edgemirror/transport"
+)
+
+// sourceFlags say how to read the source registries.
+type sourceFlags struct {
+	mirrors   []string
+	plainHTTP bool
+	insecure  bool
+	caFile    string
+	credFile  string
+}
+
+func (f *sourceFlags) add(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.mirrors, "source-mirror", nil, "read REGISTRY's images from LOCATION, REGISTRY=LOCATION such as quay.io=127.0.0.1:5001/quay.io (repeatable)")
+	fs.BoolVar(&f.plainHTTP, "source-plain-http", false, "talk plain HTTP to the source registries")
+	fs.BoolVar(&f.insecure, "source-insecure", false, "skip TLS certificate verification of the source registries")
+	fs.StringVar(&f.caFile, "source-ca-file", "", "PEM file of CA certificates to trust for the source registries")
+	fs.StringVar(&f.credFile, "cred-file", "", `palette-edge credentials file {"image":[{"endpoint","username","password"}]}`)
+}
+
+// runFlags tune a copying run.
+type runFlags struct {
+	jobs      int
+	platforms []string
+	progress  string
+	debug     bool
+}
+
+func (f *runFlags) add(fs *pflag.FlagSet) {
+	fs.IntVarP(&f.jobs, "jobs", "j", 8, "concurrent blob transfers in total, across all images")
+	fs.StringArrayVar(&f.platforms, "platform", nil, "copy only these platforms of multi-arch images, os/arch[/variant][,...]; tags get a filtered index with a new digest, digest-pinned images keep every platform")
+	fs.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, plain lines otherwise), bar, plain or none")
+	fs.BoolVar(&f.debug, "debug", false, "trace every HTTP request on stderr (URLs redacted, no headers)")
+}
+
+// session is what a command that talks to registries needs.
+type session struct {
+	rules    mirror.Rules
+	userData *auth.UserData
+	source   mirror.Endpoint
+	target   mirror.Endpoint
+}
+
+// connect builds the HTTP clients and credential store of a run.
+func connect(e *env, tf *targetFlags, sf *sourceFlags, rf *runFlags, rules mirror.Rules, ud *auth.UserData) (*session, error) {
+	password := tf.password
+	if tf.password != "" {
+		fmt.Fprintln(e.stderr, "warning: --password is visible to other users of this machine; prefer --password-stdin")
+	}
+	if tf.passwordStdin {
+		if tf.password != "" {
+			return nil, usageErr(errors.New("--password and --password-stdin are exclusive"))
+		}
+		b, err := io.ReadAll(io.LimitReader(e.stdin, 1<<16))
+		if err != nil {
+			return nil, usageErr(fmt.Errorf("--password-stdin: %w", err))
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+		if password == "" {
+			return nil, usageErr(errors.New("--password-stdin: standard input is empty"))
+		}
+	}
+	if (password != "") != (tf.username != "") {
+		return nil, usageErr(errors.New("give both --username and a password (--password-stdin), or neither"))
+	}
+	store, err := auth.NewStore(auth.Options{
+		Registry: rules.Registry, Username: tf.username, Password: password, UserData: ud, CredFile: sf.credFile,
+	})
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	mirrors, err := keyValues("--source-mirror", sf.mirrors)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	var debug io.Writer
+	if rf.debug {
+		debug = e.stderr
+	}
+	onRetry := func(ev transport.RetryEvent) {
+		fmt.Fprintf(e.stderr, "retry: %s %s: %s; attempt %d, waiting %s\n", ev.Method, ev.URL, ev.Reason, ev.Attempt+1, ev.Wait.Round(time.Millisecond))
+	}
+	ua := "edgemirror/" + Version
+	targetTLS := transport.Options{Insecure: tf.insecure, UserAgent: ua, Debug: debug, OnRetry: onRetry}
+	if tf.caFile != "" {
+		targetTLS.CAFiles = []string{tf.caFile}
+	}
+	if ud != nil {
+		host, _, _ := strings.Cut(rules.Registry, "/")
+		for _, r := range ud.Registries {
+			for _, c := range r.Certificates {
+				targetTLS.CAPEMs = append(targetTLS.CAPEMs, []byte(c))
+			}
+			if h, _, _ := strings.Cut(r.Domain, "/"); r.Insecure && strings.EqualFold(h, host) {
+				targetTLS.Insecure = true
+			}
+		}
+	}
+	sourceTLS := transport.Options{Insecure: sf.insecure, UserAgent: ua, Debug: debug, OnRetry: onRetry}
+	if sf.caFile != "" {
+		sourceTLS.CAFiles = []string{sf.caFile}
+	}
+	tc, err := transport.New(targetTLS)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	sc, err := transport.New(sourceTLS)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	newClient := func(c *http.Client) *orasauth.Client {
+		return &orasauth.Client{Client: c, Credential: store.Credential, Cache: orasauth.NewCache(), Header: http.Header{"User-Agent": {ua}}}
+	}
+	return &session{
+		rules: rules, userData: ud,
+		target: mirror.Endpoint{Client: newClient(tc), PlainHTTP: tf.plainHTTP},
+		source: mirror.Endpoint{Client: newClient(sc), PlainHTTP: sf.plainHTTP, Mirrors: mirrors},
+	}, nil
+}
+
+// ping checks every target registry host of the plan before copying, so a
+// wrong password or an unreachable site is one clear line, not N failures.
+func (s *session) ping(e *env, plan *mirror.Plan) error {
+	hosts := map[string]bool{}
+	for _, im := range plan.Images {
+		if im.Status == mirror.Planned {
+			h, _, _ := strings.Cut(im.TargetName, "/")
+			hosts[h] = true
+		}
+	}
+	sorted := make([]string, 0, len(hosts))
+	for h := range hosts {
+		sorted = append(sorted, h)
+	}
+	sort.Strings(sorted)
+	for _, h := range sorted {
+		if err := s.target.Ping(e.ctx, h); err != nil {
+			msg := transport.Redact(err.Error())
+			if r := transport.Reason(err); r != "" {
+				msg = r + ": " + msg
+			}
+			if transport.Reason(err) == transport.ReasonUnauthorized {
+				msg += " (give -u and --password-stdin, --user-data, --cred-file, or docker login)"
+			}
+			return opErr(fmt.Errorf("target %s", msg))
+		}
+	}
+	return nil
+}
+
+func runMirror(e *env, args []string) (int, error) {
+	var pf profileFlags
+	var tf targetFlags
+	var sf sourceFlags
+	var rf runFlags
+	var of outputFlags
+	fs := newFlagSet(e, "mirror", "-p PROFILE... -r REGISTRY [flags]")
+	pf.add(fs)
+	tf.add(fs)
+	sf.add(fs)
+	rf.add(fs)
+	of.add(fs)
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	if err := of.check(); err != nil {
+		return 0, err
+	}
+	if tf.passwordStdin && containsStdin(pf.files) {
+		return 0, usageErr(errors.New("--password-stdin and -p - both read standard input; give the profile as a file"))
+	}
+	platforms, err := mirror.ParsePlatforms(rf.platforms)
+	if err != nil {
+		return 0, usageErr(err)
+	}
+	started := time.Now()
+	rules, ud, err := tf.rules()
+	if err != nil {
+		return 0, err
+	}
+	res, err := pf.load(e)
+	if err != nil {
+		return 0, err
+	}
+	s, err := connect(e, &tf, &sf, &rf, rules, ud)
+	if err != nil {
+		return 0, err
+	}
+	plan := mirror.Build(res, rules)
+	plan.Warnings = append(plan.Warnings, userDataWarnings(ud)...)
+	if err := s.ping(e, plan); err != nil {
+		return 0, err
+	}
+	planned := 0
+	for _, im := range plan.Images {
+		if im.Status == mirror.Planned {
+			planned++
+		}
+	}
+	prog, err := report.NewProgress(e.stderr, report.ProgressMode(rf.progress), isTerminal(e.stderr), planned, 0)
+	if err != nil {
+		return 0, usageErr(err)
+	}
+	stats := mirror.Copy(e.ctx, plan, mirror.Options{
+		Jobs:      rf.jobs,
+		Platforms: platforms,
+		Source:    func(name string) (oras.ReadOnlyTarget, error) { return s.source.Repository(name) },
+		Target:    func(name string) (oras.Target, error) { return s.target.Repository(name) },
+		Hooks:     prog.Hooks(),
+	})
+	prog.Stop()
+	rep := report.New("mirror", Version, rules.Registry, plan, started)
+	rep.Summary.BytesUploaded, rep.Summary.BytesMounted = stats.BytesUploaded, stats.BytesMounted
+	rep.Summary.BlobsUploaded, rep.Summary.BlobsMounted, rep.Summary.BlobsSkipped = stats.BlobsUploaded, stats.BlobsMounted, stats.BlobsSkipped
+	code, err := finish(e, rep, of)
+	if err == nil && e.ctx.Err() != nil {
+		fmt.Fprintln(e.stderr, "edgemirror mirror: interrupted; run the same command again to continue")
+		return ExitOperation, nil
+	}
+	return code, err
+}
+
+func containsStdin(files []string) bool {
+	for _, f := range files {
+		if f == "-" {
+			return true
+		}
+	}
+	return false
+}
+
+func userDataWarnings(ud *auth.UserData) []string {
+	if ud == nil {
+		return nil
+	}
+	return ud.Warnings
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

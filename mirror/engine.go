@@ -1,0 +1,546 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
+
+	"github.com/edgemirror/edgemirror/transport"
+)
+
+// Media types the engine recognizes beyond the OCI ones.
+const (
+	dockerManifest      = "application/vnd.docker.distribution.manifest.v2+json"
+	dockerList          = "application/vnd.docker.distribution.manifest.list.v2+json"
+	dockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
+	dockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+	dockerForeignLayer  = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+)
+
+// maxManifestBytes bounds a manifest read into memory (oras-go's default).
+const maxManifestBytes = 4 << 20
+
+// Options configure a copy run.
+type Options struct {
+	// Jobs is the number of concurrent blob transfers across all images;
+	// <= 0 means the default, 8.
+	Jobs int
+	// Platforms (os/arch[/variant]) restrict which manifests of an index are
+	// copied; empty copies every platform.
+	Platforms []string
+	// Source opens a source repository by its canonical name
+	// (docker.io/library/busybox).
+	Source func(name string) (oras.ReadOnlyTarget, error)
+	// Target opens a target repository by its full name including the host.
+	// A repository that implements registry.Mounter gets cross-repository
+	// mounts; one that implements registry.ReferencePusher gets tags in one
+	// request.
+	Target func(name string) (oras.Target, error)
+	// Hooks observe the run; nil hooks are skipped.
+	Hooks Hooks
+}
+
+// Hooks observe a run. The engine never prints; the caller renders progress.
+// Hooks may be called from several goroutines at once.
+type Hooks struct {
+	// ImageStart is called when an image starts.
+	ImageStart func(im *Image)
+	// ImageDone is called when an image has its final status.
+	ImageDone func(im *Image)
+	// BlobStart is called when a blob's bytes start to cross the wire.
+	BlobStart func(desc ocispec.Descriptor)
+	// Progress reports bytes sent for a blob.
+	Progress func(desc ocispec.Descriptor, n int64)
+	// BlobEnd is called when a blob's byte stream closes, whether or not
+	// the transfer succeeded.
+	BlobEnd func(desc ocispec.Descriptor)
+	// BlobDone is called when a blob is in place; how is "uploaded",
+	// "mounted" or "skipped".
+	BlobDone func(desc ocispec.Descriptor, how string)
+}
+
+// Stats count what crossed the wire in a run.
+type Stats struct {
+	BytesUploaded int64
+	BytesMounted  int64
+	BlobsUploaded int
+	BlobsMounted  int
+	BlobsSkipped  int
+}
+
+// engine is one copy run.
+type engine struct {
+	opts  Options
+	slots chan struct{} // one token per concurrent blob transfer
+
+	mu     sync.Mutex
+	locks  map[digest.Digest]*sync.Mutex // serializes placements of one digest
+	where  map[digest.Digest][]string    // target repositories known to hold a blob
+	counts struct{ uploaded, mounted, skipped atomic.Int64 }
+	bytes  struct{ uploaded, mounted atomic.Int64 }
+}
+
+// Copy copies every planned image of plan to its target, setting each
+// image's Status, Reason, Digest, Bytes and Platforms. Images already at the
+// target with the same digest become Present; the rest Copied, Missing or
+// Failed. Each blob crosses the wire at most once; a blob already in another
+// repository of the target is mounted.
+func Copy(ctx context.Context, plan *Plan, opts Options) Stats {
+	if opts.Jobs <= 0 {
+		opts.Jobs = 8
+	}
+	e := &engine{
+		opts:  opts,
+		slots: make(chan struct{}, opts.Jobs),
+		locks: map[digest.Digest]*sync.Mutex{},
+		where: map[digest.Digest][]string{},
+	}
+	var g errgroup.Group
+	// Metadata requests of many images overlap; blob bytes are bounded by slots.
+	g.SetLimit(opts.Jobs * 4)
+	for _, im := range plan.Images { // the provider image is first in the plan
+		if im.Status != Planned {
+			continue
+		}
+		g.Go(func() error {
+			e.hook(func(h Hooks) {
+				if h.ImageStart != nil {
+					h.ImageStart(im)
+				}
+			})
+			e.copyImage(ctx, im)
+			e.hook(func(h Hooks) {
+				if h.ImageDone != nil {
+					h.ImageDone(im)
+				}
+			})
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return Stats{
+		BytesUploaded: e.bytes.uploaded.Load(), BytesMounted: e.bytes.mounted.Load(),
+		BlobsUploaded: int(e.counts.uploaded.Load()), BlobsMounted: int(e.counts.mounted.Load()),
+		BlobsSkipped: int(e.counts.skipped.Load()),
+	}
+}
+
+func (e *engine) hook(f func(Hooks)) { f(e.opts.Hooks) }
+
+// copyImage places one image and records the outcome on it.
+func (e *engine) copyImage(ctx context.Context, im *Image) {
+	err := e.place(ctx, im)
+	switch {
+	case err == nil:
+	case errors.Is(err, errSourceMissing):
+		im.Status, im.Reason = Missing, transport.Redact(err.Error())
+	default:
+		im.Status = Failed
+		im.Reason = transport.Redact(err.Error())
+		if r := transport.Reason(err); r != "" {
+			im.Reason = r + ": " + im.Reason
+		}
+	}
+}
+
+// errSourceMissing marks an image that is not at the source.
+var errSourceMissing = errors.New("not found at the source")
+
+func (e *engine) place(ctx context.Context, im *Image) error {
+	src, err := e.opts.Source(im.Name)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", im.Name, err)
+	}
+	dst, err := e.opts.Target(im.TargetName)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", im.TargetName, err)
+	}
+	srcRef := im.Tag
+	if im.PinnedDigest != "" {
+		srcRef = im.PinnedDigest
+	}
+	root, err := src.Resolve(ctx, srcRef)
+	if err != nil {
+		if errors.Is(err, errdef.ErrNotFound) {
+			return fmt.Errorf("%w: %s", errSourceMissing, im.SourceRef())
+		}
+		return fmt.Errorf("resolving %s at the source: %w", im.SourceRef(), err)
+	}
+	if im.PinnedDigest != "" && root.Digest.String() != im.PinnedDigest {
+		return fmt.Errorf("source %s resolved to %s, not the pinned digest", im.SourceRef(), root.Digest)
+	}
+	tgtRef := im.Tag
+	if tgtRef == "" {
+		tgtRef = im.PinnedDigest
+	}
+	filtering := len(e.opts.Platforms) > 0 && isIndex(root.MediaType) && im.PinnedDigest == ""
+	existing, err := dst.Resolve(ctx, tgtRef)
+	switch {
+	case err == nil && existing.Digest == root.Digest && !filtering:
+		im.Status, im.Digest, im.Bytes = Present, root.Digest.String(), 0
+		im.Reason = ""
+		return nil
+	case err != nil && !errors.Is(err, errdef.ErrNotFound):
+		return fmt.Errorf("checking %s at the target: %w", im.Target, err)
+	}
+
+	raw, err := fetchManifest(ctx, src, root)
+	if err != nil {
+		return err
+	}
+	var notes []string
+	if filtering {
+		var note string
+		root, raw, note, err = e.filterIndex(raw, root)
+		if err != nil {
+			return err
+		}
+		notes = append(notes, note)
+		if existing.Digest == root.Digest {
+			im.Status, im.Digest, im.Reason = Present, root.Digest.String(), strings.Join(notes, "; ")
+			return nil
+		}
+	}
+	if im.PinnedDigest != "" && len(e.opts.Platforms) > 0 && isIndex(root.MediaType) {
+		notes = append(notes, "digest-pinned: every platform copied, the node pulls the index by digest")
+	}
+	if existing.Digest != "" {
+		notes = append(notes, fmt.Sprintf("replaced %s, which pointed at %s", tgtRef, existing.Digest))
+	}
+	total, platforms, foreign, err := e.copyNode(ctx, src, dst, im.TargetName, root, raw, tgtRef)
+	if err != nil {
+		return err
+	}
+	if foreign > 0 {
+		notes = append(notes, fmt.Sprintf("%d non-distributable layer(s) not copied (the node fetches them from their URLs)", foreign))
+	}
+	im.Status, im.Digest, im.Bytes, im.Platforms = Copied, root.Digest.String(), total, platforms
+	im.Reason = strings.Join(notes, "; ")
+	return nil
+}
+
+// copyNode copies a manifest or index with everything below it, then pushes
+// it byte-exact, tagged with ref when ref is a tag.
+func (e *engine) copyNode(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, repo string, desc ocispec.Descriptor, raw []byte, ref string) (total int64, platforms []string, foreign int, err error) {
+	total = desc.Size
+	switch desc.MediaType {
+	case dockerSchema1, dockerSchema1Signed:
+		return 0, nil, 0, fmt.Errorf("%s is a Docker schema 1 manifest, which OCI registries refuse; re-push the image with a current client", desc.Digest)
+	case ocispec.MediaTypeImageIndex, dockerList:
+		var idx ocispec.Index
+		if err := json.Unmarshal(raw, &idx); err != nil {
+			return 0, nil, 0, fmt.Errorf("index %s is not valid JSON: %w", desc.Digest, err)
+		}
+		var g errgroup.Group
+		var mu sync.Mutex
+		for _, child := range idx.Manifests {
+			g.Go(func() error {
+				craw, err := fetchManifest(ctx, src, child)
+				if err != nil {
+					return err
+				}
+				n, _, f, err := e.copyNode(ctx, src, dst, repo, child, craw, "")
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				total += n
+				foreign += f
+				if p := child.Platform; p != nil {
+					platforms = append(platforms, platformString(p))
+				}
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return 0, nil, 0, err
+		}
+	default:
+		blobs, err := manifestBlobs(desc, raw)
+		if err != nil {
+			return 0, nil, 0, err
+		}
+		var g errgroup.Group
+		for _, b := range blobs {
+			if isForeign(b) {
+				foreign++
+				continue
+			}
+			total += b.Size
+			g.Go(func() error { return e.placeBlob(ctx, src, dst, repo, b) })
+		}
+		if err := g.Wait(); err != nil {
+			return 0, nil, 0, err
+		}
+	}
+	if err := pushManifest(ctx, dst, desc, raw, ref); err != nil {
+		return 0, nil, 0, err
+	}
+	return total, platforms, foreign, nil
+}
+
+// fetchManifest reads a manifest whole (bounded) and checks its digest.
+func fetchManifest(ctx context.Context, src oras.ReadOnlyTarget, desc ocispec.Descriptor) ([]byte, error) {
+	if desc.Size > maxManifestBytes {
+		return nil, fmt.Errorf("manifest %s is %d bytes, over the %d-byte limit", desc.Digest, desc.Size, maxManifestBytes)
+	}
+	rc, err := src.Fetch(ctx, desc)
+	if err != nil {
+		if errors.Is(err, errdef.ErrNotFound) {
+			return nil, fmt.Errorf("manifest %s is referenced but missing at the source: %w", desc.Digest, err)
+		}
+		return nil, fmt.Errorf("fetching manifest %s: %w", desc.Digest, err)
+	}
+	defer rc.Close()
+	raw, err := content.ReadAll(rc, desc)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %s: %w", desc.Digest, err)
+	}
+	return raw, nil
+}
+
+// manifestBlobs lists the config and layers of an image manifest.
+func manifestBlobs(desc ocispec.Descriptor, raw []byte) ([]ocispec.Descriptor, error) {
+	var m struct {
+		MediaType string               `json:"mediaType"`
+		Config    *ocispec.Descriptor  `json:"config"`
+		Layers    []ocispec.Descriptor `json:"layers"`
+		Blobs     []ocispec.Descriptor `json:"blobs"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s is not valid JSON: %w", desc.Digest, err)
+	}
+	if m.Config == nil && len(m.Layers) == 0 && len(m.Blobs) == 0 {
+		return nil, fmt.Errorf("manifest %s (%s) lists no config or layers", desc.Digest, desc.MediaType)
+	}
+	var out []ocispec.Descriptor
+	if m.Config != nil {
+		out = append(out, *m.Config)
+	}
+	out = append(out, m.Layers...)
+	return append(out, m.Blobs...), nil
+}
+
+func isIndex(mt string) bool { return mt == ocispec.MediaTypeImageIndex || mt == dockerList }
+
+func isForeign(d ocispec.Descriptor) bool {
+	return d.MediaType == dockerForeignLayer || strings.Contains(d.MediaType, ".nondistributable.")
+}
+
+func platformString(p *ocispec.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// pushManifest pushes raw byte-exact; by tag when ref is a tag.
+func pushManifest(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, raw []byte, ref string) error {
+	var err error
+	if ref != "" && !strings.Contains(ref, ":") {
+		if rp, ok := dst.(registry.ReferencePusher); ok {
+			err = rp.PushReference(ctx, desc, bytes.NewReader(raw), ref)
+		} else if err = dst.Push(ctx, desc, bytes.NewReader(raw)); err == nil || errors.Is(err, errdef.ErrAlreadyExists) {
+			err = dst.Tag(ctx, desc, ref)
+		}
+	} else {
+		err = dst.Push(ctx, desc, bytes.NewReader(raw))
+	}
+	if err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+		return fmt.Errorf("pushing manifest %s: %w", desc.Digest, err)
+	}
+	return nil
+}
+
+// digestLock returns the mutex that serializes the placements of d.
+func (e *engine) digestLock(d digest.Digest) *sync.Mutex {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l, ok := e.locks[d]
+	if !ok {
+		l = &sync.Mutex{}
+		e.locks[d] = l
+	}
+	return l
+}
+
+// known reports whether repo holds d, and another repository that does.
+func (e *engine) known(d digest.Digest, repo string) (here bool, other string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.where[d] {
+		if r == repo {
+			return true, ""
+		}
+		other = r
+	}
+	return false, other
+}
+
+func (e *engine) remember(d digest.Digest, repo string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.where[d] = append(e.where[d], repo)
+}
+
+// placeBlob makes blob b exist in the target repository repo: skip it when
+// known or found there, mount it from another target repository that holds
+// it, or stream it from the source. Placements of one digest are serialized,
+// so concurrent images needing the same layer send it once and mount it
+// after; a failure is not remembered, the next placement tries again.
+func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, repo string, b ocispec.Descriptor) error {
+	if here, _ := e.known(b.Digest, repo); here {
+		e.done(b, "skipped")
+		return nil
+	}
+	l := e.digestLock(b.Digest)
+	l.Lock()
+	defer l.Unlock()
+	here, other := e.known(b.Digest, repo)
+	if here {
+		e.done(b, "skipped")
+		return nil
+	}
+	if other != "" {
+		if m, ok := dst.(registry.Mounter); ok && sameHost(other, repo) {
+			uploaded := false
+			err := m.Mount(ctx, b, repoPath(other), func() (io.ReadCloser, error) {
+				// The registry refused the mount: upload instead.
+				uploaded = true
+				return e.open(ctx, src, b)
+			})
+			if err == nil {
+				e.remember(b.Digest, repo)
+				if uploaded {
+					e.done(b, "uploaded")
+				} else {
+					e.done(b, "mounted")
+				}
+				return nil
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			// A failed mount is not fatal: fall through to a plain upload.
+		}
+	} else {
+		ok, err := dst.Exists(ctx, b)
+		if err != nil {
+			return fmt.Errorf("checking blob %s at the target: %w", b.Digest, err)
+		}
+		if ok {
+			e.remember(b.Digest, repo)
+			e.done(b, "skipped")
+			return nil
+		}
+	}
+	if err := e.upload(ctx, src, dst, b); err != nil {
+		return err
+	}
+	e.remember(b.Digest, repo)
+	e.done(b, "uploaded")
+	return nil
+}
+
+// upload streams b from the source to the target in one transfer slot.
+func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-e.slots }()
+	rc, err := e.open(ctx, src, b)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := dst.Push(ctx, b, rc); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+		return fmt.Errorf("uploading blob %s: %w", b.Digest, err)
+	}
+	return nil
+}
+
+// open streams blob b from the source, reporting progress.
+func (e *engine) open(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := src.Fetch(ctx, b)
+	if err != nil {
+		if errors.Is(err, errdef.ErrNotFound) {
+			return nil, fmt.Errorf("blob %s is referenced but missing at the source: %w", b.Digest, err)
+		}
+		return nil, fmt.Errorf("fetching blob %s: %w", b.Digest, err)
+	}
+	if h := e.opts.Hooks.BlobStart; h != nil {
+		h(b)
+	}
+	return &progressReader{rc: rc, desc: b, hooks: e.opts.Hooks}, nil
+}
+
+// done counts a placed blob.
+func (e *engine) done(b ocispec.Descriptor, how string) {
+	switch how {
+	case "uploaded":
+		e.counts.uploaded.Add(1)
+		e.bytes.uploaded.Add(b.Size)
+	case "mounted":
+		e.counts.mounted.Add(1)
+		e.bytes.mounted.Add(b.Size)
+	default:
+		e.counts.skipped.Add(1)
+	}
+	if h := e.opts.Hooks.BlobDone; h != nil {
+		h(b, how)
+	}
+}
+
+// progressReader reports bytes as they are read, and its end.
+type progressReader struct {
+	rc     io.ReadCloser
+	desc   ocispec.Descriptor
+	hooks  Hooks
+	closed bool
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.rc.Read(b)
+	if n > 0 && p.hooks.Progress != nil {
+		p.hooks.Progress(p.desc, int64(n))
+	}
+	return n, err
+}
+
+func (p *progressReader) Close() error {
+	if !p.closed && p.hooks.BlobEnd != nil {
+		p.hooks.BlobEnd(p.desc)
+	}
+	p.closed = true
+	return p.rc.Close()
+}
+
+func sameHost(a, b string) bool {
+	ha, _, _ := strings.Cut(a, "/")
+	hb, _, _ := strings.Cut(b, "/")
+	return ha == hb
+}
+
+// repoPath drops the host from a full repository name.
+func repoPath(name string) string {
+	_, p, _ := strings.Cut(name, "/")
+	return p
+}

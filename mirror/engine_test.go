@@ -1,0 +1,308 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/content/memory"
+	"oras.land/oras-go/v2/errdef"
+)
+
+// memRegistry is a set of oras-go memory stores, one per repository. Its
+// repositories can mount blobs from each other, as a registry does.
+type memRegistry struct {
+	mu      sync.Mutex
+	repos   map[string]*memRepo
+	pushes  atomic.Int64 // blob pushes
+	mounts  atomic.Int64
+	refuse  bool // answer mounts as a registry that does not support them
+	fetches atomic.Int64
+}
+
+type memRepo struct {
+	*memory.Store
+	reg  *memRegistry
+	host string
+}
+
+func newMemRegistry() *memRegistry { return &memRegistry{repos: map[string]*memRepo{}} }
+
+func (m *memRegistry) repo(name string) *memRepo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.repos[name]
+	if !ok {
+		host, _, _ := strings.Cut(name, "/")
+		r = &memRepo{Store: memory.New(), reg: m, host: host}
+		m.repos[name] = r
+	}
+	return r
+}
+
+func (r *memRepo) Push(ctx context.Context, d ocispec.Descriptor, rd io.Reader) error {
+	if !isManifestType(d.MediaType) {
+		r.reg.pushes.Add(1)
+	}
+	return r.Store.Push(ctx, d, rd)
+}
+
+func (r *memRepo) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	r.reg.fetches.Add(1)
+	return r.Store.Fetch(ctx, d)
+}
+
+// Mount implements registry.Mounter.
+func (r *memRepo) Mount(ctx context.Context, d ocispec.Descriptor, from string, get func() (io.ReadCloser, error)) error {
+	if !r.reg.refuse {
+		src := r.reg.repo(r.host + "/" + from)
+		if ok, _ := src.Exists(ctx, d); ok {
+			rc, err := src.Store.Fetch(ctx, d)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			r.reg.mounts.Add(1)
+			return r.Store.Push(ctx, d, rc)
+		}
+	}
+	rc, err := get()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return r.Push(ctx, d, rc)
+}
+
+func isManifestType(mt string) bool {
+	return strings.Contains(mt, "manifest") || isIndex(mt)
+}
+
+// pushBlob stores data in repo and returns its descriptor.
+func pushBlob(t *testing.T, repo oras.Target, mt string, data []byte) ocispec.Descriptor {
+	t.Helper()
+	d := content.NewDescriptorFromBytes(mt, data)
+	if err := repo.Push(context.Background(), d, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// pushImage stores an image whose layers are the given strings, tagged tag.
+func pushImage(t *testing.T, repo oras.Target, tag string, platform *ocispec.Platform, layers ...string) ocispec.Descriptor {
+	t.Helper()
+	cfg := pushBlob(t, repo, ocispec.MediaTypeImageConfig, []byte(fmt.Sprintf(`{"layers":%q}`, layers)))
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg}
+	for _, l := range layers {
+		m.Layers = append(m.Layers, pushBlob(t, repo, ocispec.MediaTypeImageLayerGzip, []byte(l)))
+	}
+	raw, _ := json.Marshal(m)
+	d := pushBlob(t, repo, ocispec.MediaTypeImageManifest, raw)
+	d.Platform = platform
+	if tag != "" {
+		if err := repo.Tag(context.Background(), d, tag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func pushIndex(t *testing.T, repo oras.Target, tag string, children ...ocispec.Descriptor) ocispec.Descriptor {
+	t.Helper()
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: children}
+	raw, _ := json.Marshal(idx)
+	d := pushBlob(t, repo, ocispec.MediaTypeImageIndex, raw)
+	if err := repo.Tag(context.Background(), d, tag); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+type harness struct {
+	src, dst *memRegistry
+	opts     Options
+}
+
+func newHarness() *harness {
+	h := &harness{src: newMemRegistry(), dst: newMemRegistry()}
+	h.opts = Options{
+		Jobs:   4,
+		Source: func(name string) (oras.ReadOnlyTarget, error) { return h.src.repo(name), nil },
+		Target: func(name string) (oras.Target, error) { return h.dst.repo(name), nil },
+	}
+	return h
+}
+
+func (h *harness) plan(refs ...string) *Plan {
+	return planOf(Rules{Registry: "reg.local/edge"}, refs...)
+}
+
+func statuses(p *Plan) string {
+	var s []string
+	for _, im := range p.Images {
+		s = append(s, string(im.Status))
+	}
+	return strings.Join(s, ",")
+}
+
+func TestCopyDedupMountAndPresent(t *testing.T) {
+	h := newHarness()
+	ctx := context.Background()
+	// Three images share the base layer; two share a second one too.
+	pushImage(t, h.src.repo("quay.io/a/one"), "1", nil, "base", "one")
+	pushImage(t, h.src.repo("quay.io/a/two"), "1", nil, "base", "mid", "two")
+	pushImage(t, h.src.repo("quay.io/a/three"), "1", nil, "base", "mid", "three")
+
+	p := h.plan("quay.io/a/one:1", "quay.io/a/two:1", "quay.io/a/three:1")
+	st := Copy(ctx, p, h.opts)
+	if got := statuses(p); got != "copied,copied,copied" {
+		t.Fatalf("statuses %s; reasons %q %q %q", got, p.Images[0].Reason, p.Images[1].Reason, p.Images[2].Reason)
+	}
+	// Unique blobs: base, mid, one, two, three + 3 configs = 8.
+	if st.BlobsUploaded != 8 || h.dst.pushes.Load() != 8 {
+		t.Errorf("uploaded %d blobs (%d pushes), want 8 unique", st.BlobsUploaded, h.dst.pushes.Load())
+	}
+	if st.BlobsMounted != 3 || h.dst.mounts.Load() != 3 { // base twice, mid once
+		t.Errorf("mounted %d (%d), want 3", st.BlobsMounted, h.dst.mounts.Load())
+	}
+	for _, im := range p.Images {
+		src, _ := h.src.repo(im.Name).Resolve(ctx, im.Tag)
+		dst, err := h.dst.repo(im.TargetName).Resolve(ctx, im.Tag)
+		if err != nil || dst.Digest != src.Digest || im.Digest != src.Digest.String() {
+			t.Errorf("%s: target %v %v, source %s, report %s", im.Target, dst.Digest, err, src.Digest, im.Digest)
+		}
+	}
+
+	// A second run finds everything present and reads no blob.
+	before := h.src.fetches.Load()
+	p = h.plan("quay.io/a/one:1", "quay.io/a/two:1", "quay.io/a/three:1")
+	st = Copy(ctx, p, h.opts)
+	if got := statuses(p); got != "present,present,present" || st.BlobsUploaded != 0 || st.BytesUploaded != 0 {
+		t.Errorf("second run: %s, %+v", got, st)
+	}
+	if n := h.src.fetches.Load() - before; n != 0 {
+		t.Errorf("second run fetched %d things from the source", n)
+	}
+}
+
+func TestCopyConcurrentSameLayerOnce(t *testing.T) {
+	h := newHarness()
+	h.dst.refuse = true // no mounts: each repository needs its own upload
+	var refs []string
+	for i := 0; i < 12; i++ {
+		name := fmt.Sprintf("quay.io/a/img%d", i)
+		pushImage(t, h.src.repo(name), "1", nil, "shared-layer", fmt.Sprint("own", i))
+		refs = append(refs, name+":1")
+	}
+	p := h.plan(refs...)
+	st := Copy(context.Background(), p, Options{Jobs: 3, Source: h.opts.Source, Target: h.opts.Target})
+	if strings.Count(statuses(p), "copied") != 12 {
+		t.Fatalf("statuses %s", statuses(p))
+	}
+	// Refused mounts fall back to an upload: 12 repos × 3 blobs.
+	if st.BlobsUploaded != 36 || st.BlobsMounted != 0 {
+		t.Errorf("stats %+v, want 36 uploads and no mounts", st)
+	}
+}
+
+func TestCopyMissingAndFailureKeepOthers(t *testing.T) {
+	h := newHarness()
+	pushImage(t, h.src.repo("quay.io/a/ok"), "1", nil, "layer")
+	// An image whose layer is not at the source.
+	broken := h.src.repo("quay.io/a/broken")
+	cfg := pushBlob(t, broken, ocispec.MediaTypeImageConfig, []byte(`{}`))
+	gone := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, []byte("gone"))
+	raw, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{gone}})
+	d := pushBlob(t, broken, ocispec.MediaTypeImageManifest, raw)
+	if err := broken.Tag(context.Background(), d, "1"); err != nil {
+		t.Fatal(err)
+	}
+
+	p := h.plan("quay.io/a/ok:1", "quay.io/a/absent:1", "quay.io/a/broken:1")
+	Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "copied,missing,failed" {
+		t.Fatalf("statuses %s", got)
+	}
+	if !strings.Contains(p.Images[1].Reason, "not found at the source") || !strings.Contains(p.Images[2].Reason, "missing at the source") {
+		t.Errorf("reasons %q / %q", p.Images[1].Reason, p.Images[2].Reason)
+	}
+}
+
+func TestCopyIndexAndPlatforms(t *testing.T) {
+	h := newHarness()
+	repo := h.src.repo("quay.io/a/multi")
+	amd := pushImage(t, repo, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, "amd-layer")
+	arm := pushImage(t, repo, "", &ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, "arm-layer")
+	idx := pushIndex(t, repo, "1", amd, arm)
+	// A registry resolves a digest reference; the memory store only
+	// resolves what was tagged, so tag the index under its digest too.
+	if err := repo.Tag(context.Background(), idx, idx.Digest.String()); err != nil {
+		t.Fatal(err)
+	}
+
+	p := h.plan("quay.io/a/multi:1")
+	st := Copy(context.Background(), p, h.opts)
+	im := p.Images[0]
+	if im.Status != Copied || im.Digest != idx.Digest.String() || strings.Join(im.Platforms, ",") != "linux/amd64,linux/arm64/v8" && strings.Join(im.Platforms, ",") != "linux/arm64/v8,linux/amd64" {
+		t.Fatalf("index copy: %+v", im)
+	}
+	if st.BlobsUploaded != 4 {
+		t.Errorf("uploaded %d blobs, want 4", st.BlobsUploaded)
+	}
+
+	// --platform linux/arm64 on a tag: a filtered index with a new digest.
+	h2 := newHarness()
+	h2.src = h.src
+	opts := h2.opts
+	opts.Platforms = []string{"linux/arm64"}
+	p = h2.plan("quay.io/a/multi:1", "quay.io/a/multi@"+idx.Digest.String())
+	st = Copy(context.Background(), p, opts)
+	byTag, byDigest := p.Images[0], p.Images[1]
+	if byTag.Status != Copied || byTag.Digest == idx.Digest.String() || !strings.Contains(byTag.Reason, "index filtered to linux/arm64") {
+		t.Errorf("filtered tag copy: %+v", byTag)
+	}
+	if byDigest.Status != Copied || byDigest.Digest != idx.Digest.String() || !strings.Contains(byDigest.Reason, "every platform copied") {
+		t.Errorf("digest-pinned copy: %+v", byDigest)
+	}
+	got, err := h2.dst.repo(byTag.TargetName).Resolve(context.Background(), "1")
+	if err != nil || got.Digest.String() != byTag.Digest {
+		t.Errorf("target tag %v %v, want %s", got.Digest, err, byTag.Digest)
+	}
+}
+
+func TestCopySchema1(t *testing.T) {
+	h := newHarness()
+	repo := h.src.repo("quay.io/a/old")
+	d := pushBlob(t, repo, dockerSchema1Signed, []byte(`{"schemaVersion":1}`))
+	if err := repo.Tag(context.Background(), d, "1"); err != nil {
+		t.Fatal(err)
+	}
+	p := h.plan("quay.io/a/old:1")
+	Copy(context.Background(), p, h.opts)
+	if statuses(p) != "failed" || !strings.Contains(p.Images[0].Reason, "schema 1") {
+		t.Fatalf("got %s: %q", statuses(p), p.Images[0].Reason)
+	}
+}
+
+func TestCopyCancelled(t *testing.T) {
+	h := newHarness()
+	pushImage(t, h.src.repo("quay.io/a/one"), "1", nil, "x")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p := h.plan("quay.io/a/one:1")
+	Copy(ctx, p, h.opts)
+	if p.Images[0].Status != Failed || !strings.Contains(p.Images[0].Reason, "canceled") {
+		t.Fatalf("got %+v", p.Images[0])
+	}
+}

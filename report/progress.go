@@ -1,0 +1,198 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/edgemirror/edgemirror/mirror"
+)
+
+// ProgressMode is the --progress setting.
+type ProgressMode string
+
+// The progress modes.
+const (
+	ProgressAuto  ProgressMode = "auto"  // a bar on a terminal, plain lines otherwise
+	ProgressBar   ProgressMode = "bar"   // a progress bar
+	ProgressPlain ProgressMode = "plain" // a line per image and a periodic summary line
+	ProgressNone  ProgressMode = "none"  // nothing
+)
+
+// Progress renders a run's progress on stderr. It never writes to stdout.
+type Progress struct {
+	w        io.Writer
+	mode     ProgressMode
+	images   int
+	interval time.Duration
+	start    time.Time
+
+	done      atomic.Int64
+	sent      atomic.Int64
+	total     atomic.Int64
+	transfers atomic.Int64
+
+	mu   sync.Mutex // serializes writes to w
+	bar  *progressbar.ProgressBar
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// NewProgress starts progress output for a run of images. mode auto picks a
+// bar when tty is true; interval is the period of plain summary lines
+// (<= 0 means the default, 10s).
+func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval time.Duration) (*Progress, error) {
+	switch mode {
+	case ProgressAuto, "":
+		mode = ProgressPlain
+		if tty {
+			mode = ProgressBar
+		}
+	case ProgressBar, ProgressPlain, ProgressNone:
+	default:
+		return nil, fmt.Errorf("--progress %q: use auto, bar, plain or none", mode)
+	}
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	p := &Progress{w: w, mode: mode, images: images, interval: interval, start: time.Now(), stop: make(chan struct{})}
+	switch mode {
+	case ProgressBar:
+		p.bar = progressbar.NewOptions64(-1,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetDescription(p.describe()),
+			progressbar.OptionClearOnFinish(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionFullWidth(),
+		)
+	case ProgressPlain:
+		p.wg.Add(1)
+		go p.tick()
+	}
+	return p, nil
+}
+
+func (p *Progress) describe() string {
+	return fmt.Sprintf("images %d/%d, %d transfers", p.done.Load(), p.images, p.transfers.Load())
+}
+
+func (p *Progress) tick() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.line(p.summary())
+		}
+	}
+}
+
+func (p *Progress) summary() string {
+	secs := time.Since(p.start).Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(p.sent.Load()) / secs
+	}
+	return fmt.Sprintf("progress: %d/%d images, %s of %s sent (%s/s), %d transfers active",
+		p.done.Load(), p.images, Bytes(p.sent.Load()), Bytes(p.total.Load()), Bytes(int64(rate)), p.transfers.Load())
+}
+
+func (p *Progress) line(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintln(p.w, s)
+}
+
+// Hooks returns the engine hooks that feed this progress.
+func (p *Progress) Hooks() mirror.Hooks {
+	if p.mode == ProgressNone {
+		return mirror.Hooks{}
+	}
+	return mirror.Hooks{
+		ImageDone: func(im *mirror.Image) {
+			n := p.done.Add(1)
+			if p.mode == ProgressPlain {
+				msg := fmt.Sprintf("[%d/%d] %s %s", n, p.images, im.Status, im.Source)
+				if im.Target != "" {
+					msg += " → " + im.Target
+				}
+				if im.Reason != "" {
+					msg += " (" + im.Reason + ")"
+				}
+				p.line(msg)
+				return
+			}
+			p.updateBar()
+		},
+		BlobStart: func(d ocispec.Descriptor) {
+			p.transfers.Add(1)
+			p.total.Add(d.Size)
+			if p.bar != nil {
+				p.mu.Lock()
+				p.bar.ChangeMax64(p.total.Load())
+				p.mu.Unlock()
+				p.updateBar()
+			}
+		},
+		Progress: func(_ ocispec.Descriptor, n int64) {
+			p.sent.Add(n)
+			if p.bar != nil {
+				p.mu.Lock()
+				_ = p.bar.Add64(n)
+				p.mu.Unlock()
+			}
+		},
+		BlobEnd: func(ocispec.Descriptor) {
+			p.transfers.Add(-1)
+			p.updateBar()
+		},
+	}
+}
+
+func (p *Progress) updateBar() {
+	if p.bar == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bar.Describe(p.describe())
+}
+
+// Stop ends the progress output; plain mode prints a last summary line.
+func (p *Progress) Stop() {
+	close(p.stop)
+	p.wg.Wait()
+	switch p.mode {
+	case ProgressBar:
+		p.mu.Lock()
+		_ = p.bar.Finish()
+		p.mu.Unlock()
+	case ProgressPlain:
+		p.line(p.summary())
+	}
+}
+
+// Bytes formats a byte count with binary units.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
