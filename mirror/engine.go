@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -458,7 +459,9 @@ func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst ora
 	return nil
 }
 
-// upload streams b from the source to the target in one transfer slot.
+// upload streams b from the source to the target in one transfer slot. A
+// streamed PUT cannot be replayed by the HTTP client, so a transfer that
+// fails for a passing reason (network, 5xx, 429) is started over here.
 func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
 	select {
 	case e.slots <- struct{}{}:
@@ -466,6 +469,34 @@ func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.T
 		return ctx.Err()
 	}
 	defer func() { <-e.slots }()
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		err := e.uploadOnce(ctx, src, dst, b)
+		if err == nil || attempt == blobAttempts || !transient(err) {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+			wait *= 2
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// blobAttempts bounds the starts of one blob transfer.
+const blobAttempts = 5
+
+// transient reports whether a failure may pass on its own.
+func transient(err error) bool {
+	switch transport.Reason(err) {
+	case transport.ReasonNetwork, transport.ReasonServerError, transport.ReasonTooManyRequests, transport.ReasonTimeout:
+		return true
+	}
+	return false
+}
+
+func (e *engine) uploadOnce(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
 	rc, err := e.open(ctx, src, b)
 	if err != nil {
 		return err
