@@ -36,7 +36,7 @@ const kib = 1024
 
 // standardCorpus is shaped like an edge profile: a provider image, images
 // sharing base layers, a multi-arch index, a digest-pinned image and a
-// Docker schema 2 image.
+// Docker schema 2 image and manifest list.
 func standardCorpus() *corpus {
 	base := imagebuild.Layers(100, 300*kib, 200*kib)
 	own := func(seed uint64, size int64) []imagebuild.Layer { return imagebuild.Layers(seed, size) }
@@ -48,6 +48,7 @@ func standardCorpus() *corpus {
 		return &imagebuild.Image{Format: f, Layers: all}
 	}
 	multi := imagebuild.MultiArch(imagebuild.OCI, 500, nil, 120*kib, 10*kib)
+	dockerList := imagebuild.MultiArch(imagebuild.Docker, 600, nil, 60*kib)
 	return &corpus{images: []*corpusImage{
 		{ref: "ttl.sh/ubuntu:k3s-1.27.5-v4.1.2-demo", path: "ttl.sh/ubuntu:k3s-1.27.5-v4.1.2-demo", layer: "os", provider: true, image: img(imagebuild.OCI, own(1, 2048*kib), own(2, 64*kib))},
 		{ref: "busybox:1.36", path: "docker.io/library/busybox:1.36", layer: "k8s", image: img(imagebuild.OCI, base, own(10, 50*kib))},
@@ -56,6 +57,7 @@ func standardCorpus() *corpus {
 		{ref: "ghcr.io/acme/legacy:2", path: "ghcr.io/acme/legacy:2", layer: "addon", image: img(imagebuild.Docker, base, own(13, 40*kib))},
 		{ref: "registry.k8s.io/pause", path: "registry.k8s.io/pause:pinned", pin: true, layer: "k8s", image: img(imagebuild.OCI, own(14, 8*kib))},
 		{ref: "gcr.io/acme/multi:3.1", path: "gcr.io/acme/multi:3.1", layer: "cni", index: &multi},
+		{ref: "docker.io/acme/dockerlist:5", path: "docker.io/acme/dockerlist:5", layer: "addon", index: &dockerList},
 	}}
 }
 
