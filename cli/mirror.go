@@ -155,14 +155,15 @@ func (s *session) ping(e *env, plan *mirror.Plan) error {
 	sort.Strings(sorted)
 	for _, h := range sorted {
 		if err := s.target.Ping(e.ctx, h); err != nil {
-			msg := transport.Redact(err.Error())
+			msg := "target registry " + h + ": "
 			if r := transport.Reason(err); r != "" {
-				msg = r + ": " + msg
+				msg += r + ": "
 			}
+			msg += transport.Redact(err.Error())
 			if transport.Reason(err) == transport.ReasonUnauthorized {
 				msg += " (give -u and --password-stdin, --user-data, --cred-file, or docker login)"
 			}
-			return opErr(fmt.Errorf("target %s", msg))
+			return opErr(errors.New(msg))
 		}
 	}
 	return nil

@@ -45,8 +45,5 @@ func (ep Endpoint) Ping(ctx context.Context, registry string) error {
 	}
 	reg.Client = ep.Client
 	reg.PlainHTTP = ep.PlainHTTP
-	if err := reg.Ping(ctx); err != nil {
-		return fmt.Errorf("registry %s: %w", host, err)
-	}
-	return nil
+	return reg.Ping(ctx)
 }
