@@ -56,6 +56,7 @@ func commands() []command {
 	return []command{
 		{"plan", "-p PROFILE... [-r REGISTRY]", "show where every image goes; no network", runPlan},
 		{"mirror", "-p PROFILE... -r REGISTRY", "copy every image to its target, then report", runMirror},
+		{"audit", "-p PROFILE... -r REGISTRY", "check the target has every image; copies nothing", runAudit},
 		{"version", "", "print the version", func(e *env, _ []string) (int, error) {
 			fmt.Fprintf(e.stdout, "edgemirror %s\n", Version)
 			return ExitOK, nil

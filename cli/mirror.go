@@ -169,76 +169,123 @@ func (s *session) ping(e *env, plan *mirror.Plan) error {
 	return nil
 }
 
-func runMirror(e *env, args []string) (int, error) {
-	var pf profileFlags
-	var tf targetFlags
-	var sf sourceFlags
-	var rf runFlags
-	var of outputFlags
-	fs := newFlagSet(e, "mirror", "-p PROFILE... -r REGISTRY [flags]")
-	pf.add(fs)
-	tf.add(fs)
-	sf.add(fs)
-	rf.add(fs)
-	of.add(fs)
+// registryCmd is a command that talks to registries: mirror and audit.
+type registryCmd struct {
+	name string
+	pf   profileFlags
+	tf   targetFlags
+	sf   sourceFlags
+	rf   runFlags
+	of   outputFlags
+
+	started   time.Time
+	platforms []string
+	plan      *mirror.Plan
+	session   *session
+	progress  *report.Progress
+}
+
+// prepare parses the flags, plans, connects, pings the targets and starts
+// the progress output; extra adds command-specific flags.
+func (c *registryCmd) prepare(e *env, args []string, extra func(*pflag.FlagSet)) error {
+	fs := newFlagSet(e, c.name, "-p PROFILE... -r REGISTRY [flags]")
+	c.pf.add(fs)
+	c.tf.add(fs)
+	c.sf.add(fs)
+	c.rf.add(fs)
+	c.of.add(fs)
+	if extra != nil {
+		extra(fs)
+	}
 	if err := parse(fs, args); err != nil {
-		return 0, err
+		return err
 	}
-	if err := of.check(); err != nil {
-		return 0, err
+	if err := c.of.check(); err != nil {
+		return err
 	}
-	if tf.passwordStdin && containsStdin(pf.files) {
-		return 0, usageErr(errors.New("--password-stdin and -p - both read standard input; give the profile as a file"))
+	if c.tf.passwordStdin && containsStdin(c.pf.files) {
+		return usageErr(errors.New("--password-stdin and -p - both read standard input; give the profile as a file"))
 	}
-	platforms, err := mirror.ParsePlatforms(rf.platforms)
+	var err error
+	if c.platforms, err = mirror.ParsePlatforms(c.rf.platforms); err != nil {
+		return usageErr(err)
+	}
+	c.started = time.Now()
+	rules, ud, err := c.tf.rules()
 	if err != nil {
-		return 0, usageErr(err)
+		return err
 	}
-	started := time.Now()
-	rules, ud, err := tf.rules()
+	res, err := c.pf.load(e)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	res, err := pf.load(e)
-	if err != nil {
-		return 0, err
+	if c.session, err = connect(e, &c.tf, &c.sf, &c.rf, rules, ud); err != nil {
+		return err
 	}
-	s, err := connect(e, &tf, &sf, &rf, rules, ud)
-	if err != nil {
-		return 0, err
-	}
-	plan := mirror.Build(res, rules)
-	plan.Warnings = append(plan.Warnings, userDataWarnings(ud)...)
-	if err := s.ping(e, plan); err != nil {
-		return 0, err
+	c.plan = mirror.Build(res, rules)
+	c.plan.Warnings = append(c.plan.Warnings, userDataWarnings(ud)...)
+	if err := c.session.ping(e, c.plan); err != nil {
+		return err
 	}
 	planned := 0
-	for _, im := range plan.Images {
+	for _, im := range c.plan.Images {
 		if im.Status == mirror.Planned {
 			planned++
 		}
 	}
-	prog, err := report.NewProgress(e.stderr, report.ProgressMode(rf.progress), isTerminal(e.stderr), planned, 0)
+	c.progress, err = report.NewProgress(e.stderr, report.ProgressMode(c.rf.progress), isTerminal(e.stderr), planned, 0)
 	if err != nil {
-		return 0, usageErr(err)
+		return usageErr(err)
 	}
-	stats := mirror.Copy(e.ctx, plan, mirror.Options{
-		Jobs:      rf.jobs,
-		Platforms: platforms,
-		Source:    func(name string) (oras.ReadOnlyTarget, error) { return s.source.Repository(name) },
-		Target:    func(name string) (oras.Target, error) { return s.target.Repository(name) },
-		Hooks:     prog.Hooks(),
-	})
-	prog.Stop()
-	rep := report.New("mirror", Version, rules.Registry, plan, started)
-	rep.Summary.BytesUploaded, rep.Summary.BytesMounted = stats.BytesUploaded, stats.BytesMounted
-	rep.Summary.BlobsUploaded, rep.Summary.BlobsMounted, rep.Summary.BlobsSkipped = stats.BlobsUploaded, stats.BlobsMounted, stats.BlobsSkipped
-	code, err := finish(e, rep, of)
+	return nil
+}
+
+// options are the engine options of the run.
+func (c *registryCmd) options() mirror.Options {
+	return mirror.Options{
+		Jobs:      c.rf.jobs,
+		Platforms: c.platforms,
+		Source:    func(name string) (oras.ReadOnlyTarget, error) { return c.session.source.Repository(name) },
+		Target:    func(name string) (oras.Target, error) { return c.session.target.Repository(name) },
+		Hooks:     c.progress.Hooks(),
+	}
+}
+
+// report stops the progress and writes the result; stats may be nil.
+func (c *registryCmd) report(e *env, stats *mirror.Stats) (int, error) {
+	c.progress.Stop()
+	rep := report.New(c.name, Version, c.session.rules.Registry, c.plan, c.started)
+	if stats != nil {
+		rep.Summary.BytesUploaded, rep.Summary.BytesMounted = stats.BytesUploaded, stats.BytesMounted
+		rep.Summary.BlobsUploaded, rep.Summary.BlobsMounted, rep.Summary.BlobsSkipped = stats.BlobsUploaded, stats.BlobsMounted, stats.BlobsSkipped
+	}
+	code, err := finish(e, rep, c.of)
 	if err == nil && e.ctx.Err() != nil {
-		fmt.Fprintln(e.stderr, "edgemirror mirror: interrupted; run the same command again to continue")
+		fmt.Fprintf(e.stderr, "edgemirror %s: interrupted; run the same command again to continue\n", c.name)
 		return ExitOperation, nil
 	}
 	return code, err
+}
+
+func runMirror(e *env, args []string) (int, error) {
+	c := &registryCmd{name: "mirror"}
+	if err := c.prepare(e, args, nil); err != nil {
+		return 0, err
+	}
+	stats := mirror.Copy(e.ctx, c.plan, c.options())
+	return c.report(e, &stats)
+}
+
+func runAudit(e *env, args []string) (int, error) {
+	c := &registryCmd{name: "audit"}
+	var verify bool
+	if err := c.prepare(e, args, func(fs *pflag.FlagSet) {
+		fs.BoolVar(&verify, "verify-source", false, "also resolve each source and report a target that points at another digest as mismatch")
+	}); err != nil {
+		return 0, err
+	}
+	mirror.Audit(e.ctx, c.plan, c.options(), verify)
+	return c.report(e, nil)
 }
 
 func containsStdin(files []string) bool {

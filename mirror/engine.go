@@ -162,6 +162,9 @@ func (e *engine) copyImage(ctx context.Context, im *Image) {
 var errSourceMissing = errors.New("not found at the source")
 
 func (e *engine) place(ctx context.Context, im *Image) error {
+	if err := ctx.Err(); err != nil {
+		return err // interrupted: start nothing new
+	}
 	src, err := e.opts.Source(im.Name)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", im.Name, err)

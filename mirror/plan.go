@@ -82,6 +82,9 @@ type Image struct {
 	Bytes int64 `json:"bytes,omitempty"`
 	// Platforms lists os/arch of the copied manifests.
 	Platforms []string `json:"platforms,omitempty"`
+	// Optional marks an image whose absence is a warning, not a failure:
+	// an edge-native k8s layer image, which the provider image carries.
+	Optional bool `json:"optional,omitempty"`
 
 	// Name is the canonical source repository (docker.io/library/busybox).
 	Name string `json:"-"`
@@ -110,6 +113,17 @@ func (im *Image) Provider() bool {
 		}
 	}
 	return false
+}
+
+// InProvider reports whether the image comes only from the k8s layer of
+// edge-native profiles: the agent loads those from the provider image.
+func (im *Image) InProvider() bool {
+	for _, o := range im.Origins {
+		if o.Layer != "k8s" || o.CloudType != "edge-native" {
+			return false
+		}
+	}
+	return len(im.Origins) > 0
 }
 
 // Plan is every image and chart with its target.

@@ -28,6 +28,8 @@ type Provenance struct {
 	Pack           string `json:"pack"`
 	Layer          string `json:"layer"`
 	Origin         Origin `json:"origin"`
+	// CloudType is the profile's cloud type (edge-native, ...).
+	CloudType string `json:"-"`
 }
 
 // Image is one image reference found in a profile.
@@ -103,7 +105,7 @@ func packError(p *Profile, pk *Pack, field string, err error) error {
 }
 
 func extractPack(r *resolver, p *Profile, pk *Pack, opts Options, res *Result) error {
-	from := Provenance{File: p.File, Profile: p.Name, ProfileVersion: p.Version, Pack: pk.Name, Layer: pk.Layer}
+	from := Provenance{File: p.File, Profile: p.Name, ProfileVersion: p.Version, Pack: pk.Name, Layer: pk.Layer, CloudType: p.CloudType}
 	warn := func(format string, args ...any) {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("profile %s, pack %s: ", p.Name, pk.Name)+fmt.Sprintf(format, args...))
 	}

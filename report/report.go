@@ -93,12 +93,13 @@ func (r *Report) Finish(now time.Time) {
 	}
 }
 
-// Failures counts the rows (images and charts) whose status is a failure.
+// Failures counts the rows (images and charts) whose status is a failure;
+// an optional image missing is a warning, not a failure.
 func (r *Report) Failures() int {
 	n := 0
 	for _, list := range [][]*mirror.Image{r.Images, r.Charts} {
 		for _, im := range list {
-			if im.Status.Failure() {
+			if im.Status.Failure() && !im.Optional {
 				n++
 			}
 		}
