@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,9 @@ type runFlags struct {
 	platforms []string
 	progress  string
 	debug     bool
+	stateDir  string
+	threshold string
+	chunk     string
 }
 
 func (f *runFlags) add(fs *pflag.FlagSet) {
@@ -51,6 +55,46 @@ func (f *runFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.platforms, "platform", nil, "copy only these platforms of multi-arch images, os/arch[/variant][,...]; tags get a filtered index with a new digest, digest-pinned images keep every platform")
 	fs.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, plain lines otherwise), bar, plain or none")
 	fs.BoolVar(&f.debug, "debug", false, "trace every HTTP request on stderr (URLs redacted, no headers)")
+	fs.StringVar(&f.stateDir, "state-dir", mirror.DefaultStateDir(), "where chunked uploads are journaled, so an interrupted run resumes them")
+	fs.StringVar(&f.threshold, "chunk-threshold", "16MiB", "blobs larger than this are uploaded in resumable chunks")
+	fs.StringVar(&f.chunk, "chunk-size", "16MiB", "size of each chunk of a resumable upload")
+}
+
+// chunking parses the chunk flags and opens the journal.
+func (f *runFlags) chunking() (threshold, size int64, j *mirror.Journal, err error) {
+	if threshold, err = parseSize("--chunk-threshold", f.threshold); err != nil {
+		return 0, 0, nil, usageErr(err)
+	}
+	if size, err = parseSize("--chunk-size", f.chunk); err != nil {
+		return 0, 0, nil, usageErr(err)
+	}
+	if size < 1<<10 {
+		return 0, 0, nil, usageErr(fmt.Errorf("--chunk-size %s: at least 1KiB", f.chunk))
+	}
+	if j, err = mirror.OpenJournal(f.stateDir); err != nil {
+		return 0, 0, nil, usageErr(err)
+	}
+	return threshold, size, j, nil
+}
+
+// parseSize reads a byte size such as 16MiB, 512KiB, 1GiB, 8M or 4096.
+func parseSize(flag, s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%s %q: expected a size such as 16MiB, 512KiB or 4096", flag, s)
+	}
+	return n * mult, nil
 }
 
 // session is what a command that talks to registries needs.
@@ -272,7 +316,12 @@ func runMirror(e *env, args []string) (int, error) {
 	if err := c.prepare(e, args, nil); err != nil {
 		return 0, err
 	}
-	stats := mirror.Copy(e.ctx, c.plan, c.options())
+	opts := c.options()
+	var err error
+	if opts.ChunkThreshold, opts.ChunkSize, opts.Journal, err = c.rf.chunking(); err != nil {
+		return 0, err
+	}
+	stats := mirror.Copy(e.ctx, c.plan, opts)
 	return c.report(e, &stats)
 }
 

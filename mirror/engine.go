@@ -53,6 +53,32 @@ type Options struct {
 	Target func(name string) (oras.Target, error)
 	// Hooks observe the run; nil hooks are skipped.
 	Hooks Hooks
+	// ChunkThreshold is the blob size above which a blob is uploaded in
+	// resumable chunks (when the target supports it); <= 0 means the
+	// default, 16 MiB.
+	ChunkThreshold int64
+	// ChunkSize is the size of each chunk; <= 0 means the default, 16 MiB.
+	ChunkSize int64
+	// Journal records chunked uploads so a later run resumes them; nil
+	// keeps them in memory only (a cut within the run still resumes).
+	Journal *Journal
+}
+
+// Defaults of Options.
+const (
+	DefaultJobs           = 8
+	DefaultChunkThreshold = 16 << 20
+	DefaultChunkSize      = 16 << 20
+)
+
+// rangeFetcher reads a blob from an offset (Repo does, with HTTP Range).
+type rangeFetcher interface {
+	FetchRange(ctx context.Context, desc ocispec.Descriptor, off int64) (io.ReadCloser, error)
+}
+
+// chunkUploader uploads a blob in resumable chunks (Repo does).
+type chunkUploader interface {
+	UploadChunked(ctx context.Context, desc ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), opts ChunkOptions) error
 }
 
 // Hooks observe a run. The engine never prints; the caller renders progress.
@@ -93,6 +119,8 @@ type engine struct {
 	where  map[digest.Digest][]string    // target repositories known to hold a blob
 	counts struct{ uploaded, mounted, skipped atomic.Int64 }
 	bytes  struct{ uploaded, mounted atomic.Int64 }
+
+	noChunks atomic.Bool // the target refused a chunked upload: send whole blobs
 }
 
 // Copy copies every planned image of plan to its target, setting each
@@ -102,7 +130,13 @@ type engine struct {
 // repository of the target is mounted.
 func Copy(ctx context.Context, plan *Plan, opts Options) Stats {
 	if opts.Jobs <= 0 {
-		opts.Jobs = 8
+		opts.Jobs = DefaultJobs
+	}
+	if opts.ChunkThreshold <= 0 {
+		opts.ChunkThreshold = DefaultChunkThreshold
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = DefaultChunkSize
 	}
 	e := &engine{
 		opts:  opts,
@@ -229,6 +263,9 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 	if err != nil {
 		return err
 	}
+	if err := verify(ctx, dst, root, tgtRef); err != nil {
+		return err
+	}
 	if foreign > 0 {
 		notes = append(notes, fmt.Sprintf("%d non-distributable layer(s) not copied (the node fetches them from their URLs)", foreign))
 	}
@@ -296,6 +333,28 @@ func (e *engine) copyNode(ctx context.Context, src oras.ReadOnlyTarget, dst oras
 		return 0, nil, 0, err
 	}
 	return total, platforms, foreign, nil
+}
+
+// verify checks that the target now serves root at ref.
+func verify(ctx context.Context, dst oras.Target, root ocispec.Descriptor, ref string) error {
+	if strings.Contains(ref, ":") { // a digest
+		ok, err := dst.Exists(ctx, root)
+		if err == nil && !ok {
+			err = errors.New("not found")
+		}
+		if err != nil {
+			return fmt.Errorf("verifying %s at the target: %w", root.Digest, err)
+		}
+		return nil
+	}
+	got, err := dst.Resolve(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("verifying %s at the target: %w", ref, err)
+	}
+	if got.Digest != root.Digest {
+		return fmt.Errorf("after the push the target's %s points at %s, not %s", ref, got.Digest, root.Digest)
+	}
+	return nil
 }
 
 // fetchManifest reads a manifest whole (bounded) and checks its digest.
@@ -427,7 +486,7 @@ func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst ora
 			err := m.Mount(ctx, b, repoPath(other), func() (io.ReadCloser, error) {
 				// The registry refused the mount: upload instead.
 				uploaded = true
-				return e.open(ctx, src, b)
+				return e.read(ctx, src, b, 0)
 			})
 			if err == nil {
 				e.remember(b.Digest, repo)
@@ -500,7 +559,15 @@ func transient(err error) bool {
 }
 
 func (e *engine) uploadOnce(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
-	rc, err := e.open(ctx, src, b)
+	if cu, ok := dst.(chunkUploader); ok && b.Size > e.opts.ChunkThreshold && !e.noChunks.Load() {
+		err := cu.UploadChunked(ctx, b, func(off int64) (io.ReadCloser, error) { return e.read(ctx, src, b, off) },
+			ChunkOptions{Size: e.opts.ChunkSize, Journal: e.opts.Journal})
+		if !errors.Is(err, errChunkingUnsupported) {
+			return err
+		}
+		e.noChunks.Store(true)
+	}
+	rc, err := e.read(ctx, src, b, 0)
 	if err != nil {
 		return err
 	}
@@ -511,20 +578,76 @@ func (e *engine) uploadOnce(ctx context.Context, src oras.ReadOnlyTarget, dst or
 	return nil
 }
 
-// open streams blob b from the source, reporting progress.
-func (e *engine) open(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.Descriptor) (io.ReadCloser, error) {
-	rc, err := src.Fetch(ctx, b)
-	if err != nil {
-		if errors.Is(err, errdef.ErrNotFound) {
-			return nil, fmt.Errorf("blob %s is referenced but missing at the source: %w", b.Digest, err)
+// read streams blob b from the source from offset off, reporting progress;
+// a read cut mid-way continues from where it stopped with a ranged request.
+func (e *engine) read(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.Descriptor, off int64) (io.ReadCloser, error) {
+	open := func(off int64) (io.ReadCloser, error) {
+		var rc io.ReadCloser
+		var err error
+		if rf, ok := src.(rangeFetcher); ok {
+			rc, err = rf.FetchRange(ctx, b, off)
+		} else if rc, err = src.Fetch(ctx, b); err == nil && off > 0 {
+			if _, err = io.CopyN(io.Discard, rc, off); err != nil {
+				rc.Close()
+			}
 		}
-		return nil, fmt.Errorf("fetching blob %s: %w", b.Digest, err)
+		if err != nil {
+			if errors.Is(err, errdef.ErrNotFound) {
+				return nil, fmt.Errorf("blob %s is referenced but missing at the source: %w", b.Digest, err)
+			}
+			return nil, fmt.Errorf("fetching blob %s: %w", b.Digest, err)
+		}
+		return rc, nil
+	}
+	rc, err := open(off)
+	if err != nil {
+		return nil, err
 	}
 	if h := e.opts.Hooks.BlobStart; h != nil {
 		h(b)
 	}
-	return &progressReader{rc: rc, desc: b, hooks: e.opts.Hooks}, nil
+	rr := &resumingReader{ctx: ctx, open: open, rc: rc, off: off}
+	return &progressReader{rc: rr, desc: b, hooks: e.opts.Hooks}, nil
 }
+
+// resumingReader reopens its source at the current offset when a read is
+// cut, a bounded number of times.
+type resumingReader struct {
+	ctx   context.Context
+	open  func(off int64) (io.ReadCloser, error)
+	rc    io.ReadCloser
+	off   int64
+	tries int
+}
+
+// maxReadResumes bounds the reopenings of one blob read.
+const maxReadResumes = 5
+
+func (r *resumingReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.rc.Read(p)
+		r.off += int64(n)
+		if err == nil || err == io.EOF || r.ctx.Err() != nil || r.tries >= maxReadResumes ||
+			!(errors.Is(err, io.ErrUnexpectedEOF) || transient(err)) {
+			return n, err
+		}
+		r.tries++
+		r.rc.Close()
+		if serr := sleep(r.ctx, time.Duration(r.tries)*200*time.Millisecond); serr != nil {
+			return n, err
+		}
+		rc, oerr := r.open(r.off)
+		if oerr != nil {
+			return n, fmt.Errorf("%w (resuming the read at %d: %v)", err, r.off, oerr)
+		}
+		r.rc = rc
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *resumingReader) Close() error { return r.rc.Close() }
 
 // done counts a placed blob.
 func (e *engine) done(b ocispec.Descriptor, how string) {

@@ -22,7 +22,7 @@ type Endpoint struct {
 
 // Repository opens the repository name (host/path), through a mirror when
 // one matches.
-func (ep Endpoint) Repository(name string) (*remote.Repository, error) {
+func (ep Endpoint) Repository(name string) (*Repo, error) {
 	if from, ok := longestPrefix(ep.Mirrors, name); ok {
 		name = strings.TrimSuffix(ep.Mirrors[from], "/") + strings.TrimPrefix(name, strings.TrimSuffix(from, "/"))
 	}
@@ -32,7 +32,7 @@ func (ep Endpoint) Repository(name string) (*remote.Repository, error) {
 	}
 	repo.Client = ep.Client
 	repo.PlainHTTP = ep.PlainHTTP
-	return repo, nil
+	return &Repo{Repository: repo}, nil
 }
 
 // Ping checks that the registry of host/path answers and accepts the

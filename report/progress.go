@@ -37,7 +37,8 @@ type Progress struct {
 	total     atomic.Int64
 	transfers atomic.Int64
 
-	mu   sync.Mutex // serializes writes to w
+	mu   sync.Mutex      // serializes writes to w and guards seen
+	seen map[string]bool // digests counted in total
 	bar  *progressbar.ProgressBar
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -60,7 +61,7 @@ func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval 
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
-	p := &Progress{w: w, mode: mode, images: images, interval: interval, start: time.Now(), stop: make(chan struct{})}
+	p := &Progress{w: w, mode: mode, images: images, interval: interval, start: time.Now(), stop: make(chan struct{}), seen: map[string]bool{}}
 	switch mode {
 	case ProgressBar:
 		p.bar = progressbar.NewOptions64(-1,
@@ -137,13 +138,17 @@ func (p *Progress) Hooks() mirror.Hooks {
 		},
 		BlobStart: func(d ocispec.Descriptor) {
 			p.transfers.Add(1)
-			p.total.Add(d.Size)
-			if p.bar != nil {
-				p.mu.Lock()
-				p.bar.ChangeMax64(p.total.Load())
-				p.mu.Unlock()
-				p.updateBar()
+			p.mu.Lock()
+			// A resumed transfer starts again: count its size once.
+			if !p.seen[d.Digest.String()] {
+				p.seen[d.Digest.String()] = true
+				p.total.Add(d.Size)
+				if p.bar != nil {
+					p.bar.ChangeMax64(p.total.Load())
+				}
 			}
+			p.mu.Unlock()
+			p.updateBar()
 		},
 		Progress: func(_ ocispec.Descriptor, n int64) {
 			p.sent.Add(n)

@@ -1,0 +1,112 @@
+package mirror
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Journal records the chunked uploads in progress in a directory (the
+// --state-dir), so that a run that died resumes each blob from the offset
+// the registry holds. It stores the upload URL (the registry's own upload
+// session, never a credential) and the last acknowledged offset. A nil
+// Journal records nothing.
+type Journal struct {
+	dir string
+}
+
+// journalEntry is one upload in progress.
+type journalEntry struct {
+	Repository string        `json:"repository"`
+	Digest     digest.Digest `json:"digest"`
+	Location   string        `json:"location"`
+	Offset     int64         `json:"offset"`
+	Updated    time.Time     `json:"updated"`
+}
+
+// OpenJournal opens (creating it) the journal directory dir.
+func OpenJournal(dir string) (*Journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	return &Journal{dir: dir}, nil
+}
+
+// DefaultStateDir is where uploads are journaled unless --state-dir says
+// otherwise: edgemirror/uploads under the user cache directory.
+func DefaultStateDir() string {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "edgemirror", "uploads")
+}
+
+func (j *Journal) path(repo string, d digest.Digest) string {
+	sum := sha256.Sum256([]byte(repo + "@" + d.String()))
+	return filepath.Join(j.dir, hex.EncodeToString(sum[:16])+".json")
+}
+
+// load returns the journaled upload of d into repo, if any.
+func (j *Journal) load(repo string, d digest.Digest) (journalEntry, bool) {
+	if j == nil {
+		return journalEntry{}, false
+	}
+	raw, err := os.ReadFile(j.path(repo, d))
+	if err != nil {
+		return journalEntry{}, false
+	}
+	var e journalEntry
+	if json.Unmarshal(raw, &e) != nil || e.Repository != repo || e.Digest != d || e.Location == "" {
+		return journalEntry{}, false
+	}
+	return e, true
+}
+
+// save records an upload's location and offset; it writes a temporary file
+// and renames it, so a killed process leaves the old entry or the new one.
+func (j *Journal) save(e journalEntry) error {
+	if j == nil {
+		return nil
+	}
+	e.Updated = time.Now().UTC()
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	p := j.path(e.Repository, e.Digest)
+	tmp, err := os.CreateTemp(j.dir, ".entry-*")
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if _, err := tmp.Write(raw); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// remove forgets a finished or abandoned upload.
+func (j *Journal) remove(repo string, d digest.Digest) {
+	if j == nil {
+		return
+	}
+	// A stale entry that cannot be removed is harmless: the next run finds
+	// the session gone or complete and starts over.
+	_ = os.Remove(j.path(repo, d))
+}
