@@ -128,9 +128,12 @@ func (c *corpus) builts() []*imagebuild.Built {
 	return out
 }
 
+// hoster is a registry or a proxy in front of one.
+type hoster interface{ Host() string }
+
 // mirrors gives the --source-mirror flags that read every source registry
 // of the corpus from src.
-func mirrors(src *registry.Registry) []string {
+func mirrors(src hoster) []string {
 	var out []string
 	for _, h := range []string{"ttl.sh", "docker.io", "quay.io", "ghcr.io", "registry.k8s.io", "gcr.io"} {
 		out = append(out, "--source-mirror", h+"="+src.Host()+"/"+h)

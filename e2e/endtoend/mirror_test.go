@@ -26,7 +26,7 @@ func setup(t *testing.T, targetOpts registry.Options) (*corpus, *registry.Regist
 }
 
 // mirrorArgs is a mirror command of the corpus into host.
-func mirrorArgs(c *corpus, src *registry.Registry, host string, extra ...string) []string {
+func mirrorArgs(c *corpus, src hoster, host string, extra ...string) []string {
 	args := []string{"mirror", "-p", c.profile, "-r", host + external, "--source-plain-http", "--progress", "plain", "-o", "json", "-j", "4"}
 	args = append(args, mirrors(src)...)
 	return append(args, extra...)
