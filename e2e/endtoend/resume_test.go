@@ -61,4 +61,3 @@ func TestMirrorSurvivesFaults(t *testing.T) {
 	}
 	t.Logf("uploaded %.3fx the unique bytes with faults %v", float64(st.BytesUploaded)/float64(unique), st.Faults)
 }
-
