@@ -93,3 +93,26 @@ func TestSubstr(t *testing.T) {
 		}
 	}
 }
+
+func FuzzExpand(f *testing.F) {
+	for _, s := range []string{
+		"{{ .spectro.pack.edge-native-byoi.options.system.uri }}",
+		`{{ .spectro.var.ns | default "x" | upper | substr 1 3 }}`,
+		"{{ .spectro.pack.edge-native-byoi.options.loop.a }}{{ .spectro.pack.edge-native-byoi.options.loop.a }}",
+		"a{{ .spectro.macro.m }}b{{ .Values.x }}",
+		`{{ .spectro.var.ns | substr "a" }}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		ps := testProfiles()
+		r := &resolver{profiles: ps, cur: ps[0], values: map[*Pack]map[string]any{}}
+		out, err := r.expand(in)
+		if err == nil && hasSpectroMacro(out) {
+			t.Fatalf("expand(%q) = %q kept a Palette macro without an error", in, out)
+		}
+		if len(out) > maxLen+len(in) {
+			t.Fatalf("expand(%q) grew to %d bytes", in, len(out))
+		}
+	})
+}
