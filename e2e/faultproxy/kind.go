@@ -119,3 +119,24 @@ func Classify(r *http.Request) Kind {
 	}
 	return KindOther
 }
+
+// Repository returns the repository name of a registry API request
+// ("quay.io/acme/app" for /v2/quay.io/acme/app/manifests/1.0), or "" for
+// requests outside a repository (/v2/, the catalog, other paths).
+func Repository(r *http.Request) string {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/v2/") || p == "/v2/_catalog" {
+		return ""
+	}
+	p = p[len("/v2/"):]
+	best := -1
+	for _, marker := range []string{"/blobs/", "/manifests/", "/tags/", "/referrers/"} {
+		if i := strings.LastIndex(p, marker); i > 0 && (best < 0 || i > best) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return p[:best]
+}

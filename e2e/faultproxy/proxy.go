@@ -12,10 +12,15 @@
 // and downloaded, successful mounts and completed uploads. It injects faults:
 // a fraction of requests answered 503 or 429 with Retry-After, a fraction of
 // blob transfers cut mid-body, chosen by a seeded RNG (so a run with the same
-// request order is reproducible), or exactly the ones a Hook picks.
+// request order is reproducible), or exactly the ones a Hook picks. A Hook can
+// also answer a request with a canned response (Respond), rewrite a small
+// response body (Rewrite) or flip one byte of a streamed body (CorruptBody).
+// Upload bodies can be throttled (Faults.UploadBytesPerSec), so a test can
+// act while a large blob is part-way up.
 package faultproxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -55,6 +60,15 @@ const (
 	// FaultDrop closes the client connection without forwarding or
 	// answering.
 	FaultDrop
+	// FaultRespond answers with Fault.Status, Fault.Header and Fault.Body
+	// without forwarding (see Respond).
+	FaultRespond
+	// FaultRewrite forwards the request and replaces the response body
+	// with Fault.RewriteBody of it (see Rewrite).
+	FaultRewrite
+	// FaultCorrupt forwards the request and flips one byte of the
+	// transferred body at Fault.Offset (see CorruptBody).
+	FaultCorrupt
 )
 
 // String returns a short name of the fault type.
@@ -68,6 +82,12 @@ func (t FaultType) String() string {
 		return "cut"
 	case FaultDrop:
 		return "drop"
+	case FaultRespond:
+		return "respond"
+	case FaultRewrite:
+		return "rewrite"
+	case FaultCorrupt:
+		return "corrupt"
 	}
 	return "FaultType(" + strconv.Itoa(int(t)) + ")"
 }
@@ -85,6 +105,19 @@ type Fault struct {
 	// half the body by its Content-Length (32 KiB when the length is
 	// unknown). It is clamped below the body length.
 	CutAfter int64
+	// Header holds the headers of a FaultRespond answer. A Content-Length
+	// here wins over len(Body), so an answer can announce a size it does
+	// not send (a HEAD of a huge manifest, or a GET cut short).
+	Header http.Header
+	// Body is the body of a FaultRespond answer (not sent to a HEAD).
+	Body []byte
+	// RewriteBody maps the upstream response body of a FaultRewrite to
+	// the body sent to the client.
+	RewriteBody func(body []byte) []byte
+	// Offset is the body offset of the byte a FaultCorrupt flips; < 0
+	// means the middle of the body by its Content-Length. It is clamped to
+	// the last byte.
+	Offset int64
 }
 
 // Status503 returns a fault answering 503 Service Unavailable.
@@ -103,11 +136,43 @@ func Cut(n int64) Fault { return Fault{Type: FaultCut, CutAfter: n} }
 // Drop returns a fault closing the connection without an answer.
 func Drop() Fault { return Fault{Type: FaultDrop} }
 
+// Respond returns a fault answering status (0 means 200) with header and
+// body instead of forwarding the request. Content-Length defaults to
+// len(body); a HEAD gets the headers only. header and body are not copied:
+// do not change them while the fault is in use.
+func Respond(status int, header http.Header, body []byte) Fault {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	return Fault{Type: FaultRespond, Status: status, Header: header, Body: body}
+}
+
+// Rewrite returns a fault that forwards the request and sends the client
+// f(body) instead of the upstream response body, with Content-Length
+// updated and every other header (Docker-Content-Digest included) kept as
+// the registry sent it. The whole body is buffered (at most 64 MiB; a
+// larger body fails the request with 502), so it is meant for manifests
+// and other small answers. Answers to HEAD requests pass untouched.
+func Rewrite(f func(body []byte) []byte) Fault {
+	return Fault{Type: FaultRewrite, RewriteBody: f}
+}
+
+// CorruptBody returns a fault that forwards the request and flips (XOR
+// 0xff) the byte at offset of the transferred body while it streams: the
+// request body of an upload, otherwise the response body (e.g. a blob GET).
+// The length and headers stay as they are, so only a digest check can tell.
+// offset < 0 means the middle of the body.
+func CorruptBody(offset int64) Fault {
+	return Fault{Type: FaultCorrupt, Offset: offset}
+}
+
 // name is the key of the fault in Stats.Faults.
 func (f Fault) name() string {
 	switch f.Type {
 	case FaultStatus:
 		return "status-" + strconv.Itoa(f.status())
+	case FaultRespond:
+		return "respond-" + strconv.Itoa(f.respondStatus())
 	default:
 		return f.Type.String()
 	}
@@ -116,6 +181,13 @@ func (f Fault) name() string {
 func (f Fault) status() int {
 	if f.Status == 0 {
 		return http.StatusServiceUnavailable
+	}
+	return f.Status
+}
+
+func (f Fault) respondStatus() int {
+	if f.Status == 0 {
+		return http.StatusOK
 	}
 	return f.Status
 }
@@ -142,6 +214,12 @@ type Faults struct {
 	// Kinds restricts the 503 and 429 faults to these request kinds;
 	// empty means every kind.
 	Kinds []Kind
+	// UploadBytesPerSec limits the rate at which the proxy reads the
+	// bodies of upload POST/PATCH/PUT requests, all uploads in flight
+	// together (one token bucket, like one slow link); <= 0 means
+	// unlimited. Bodies still stream, and Stats.BytesUploaded grows at
+	// this rate. A change by SetFaults applies to uploads in flight.
+	UploadBytesPerSec int64
 }
 
 // Info describes a request to a Hook.
@@ -207,7 +285,8 @@ type Stats struct {
 	// MountsByDigest counts successful mounts by blob digest.
 	MountsByDigest map[string]int64
 	// Faults counts the faults injected, by name: "status-503",
-	// "status-429", "cut", "drop".
+	// "status-429", "cut", "drop", "respond-<status>", "rewrite",
+	// "corrupt" (counted when the byte is flipped).
 	Faults map[string]int64
 	// MaxInFlight is the highest number of requests in flight at once.
 	MaxInFlight int64
@@ -237,6 +316,8 @@ type Proxy struct {
 	seq       map[Kind]int64
 	inFlight  int64
 	inFlightT int64
+
+	bucket bucket // upload throttle
 }
 
 // New starts a proxy forwarding to target, a base URL such as
@@ -337,6 +418,7 @@ func (p *Proxy) setFaultsLocked(f Faults) {
 	p.faults = f
 	p.faults.Kinds = append([]Kind(nil), f.Kinds...)
 	p.rng = rand.New(rand.NewPCG(f.Seed, 0x9e3779b97f4a7c15))
+	p.bucket.reset()
 }
 
 // SetHook replaces the hook; nil removes it.
@@ -392,7 +474,7 @@ func cloneMap[K comparable, V any](m map[K]V) map[K]V {
 type reqState struct {
 	kind   Kind
 	inHost string
-	fault  Fault       // FaultNone or FaultCut
+	fault  Fault       // FaultNone, FaultCut, FaultRewrite or FaultCorrupt
 	cut    atomic.Bool // the cut happened (set on the transport's goroutine for request bodies)
 	body   *countingBody
 	w      *countingWriter
@@ -428,22 +510,37 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case FaultDrop:
 		p.count(func(s *Stats) { s.Faults[fault.name()]++ })
 		panic(http.ErrAbortHandler)
+	case FaultRespond:
+		p.count(func(s *Stats) {
+			s.Faults[fault.name()]++
+			s.ByStatus[fault.respondStatus()]++
+		})
+		writeCanned(w, r, fault)
+		return
 	}
 
 	st := &reqState{kind: kind, inHost: r.Host}
-	if fault.Type == FaultCut {
+	switch fault.Type {
+	case FaultCut, FaultCorrupt:
 		st.fault = fault
+	case FaultRewrite:
+		if fault.RewriteBody != nil {
+			st.fault = fault
+		}
 	}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	if hasBody && (kind.isUpload() || st.fault.Type == FaultCut) {
-		cb := &countingBody{rc: r.Body, p: p, st: st, cutAt: -1, upload: kind.isUpload()}
-		if st.fault.Type == FaultCut {
+	if hasBody && (kind.isUpload() || st.fault.Type == FaultCut || st.fault.Type == FaultCorrupt) {
+		cb := &countingBody{rc: r.Body, ctx: r.Context(), p: p, st: st, cutAt: -1, corruptAt: -1, upload: kind.isUpload()}
+		switch st.fault.Type {
+		case FaultCut:
 			cb.cutAt = cutPoint(st.fault.CutAfter, r.ContentLength)
+		case FaultCorrupt:
+			cb.corruptAt = corruptPoint(st.fault.Offset, r.ContentLength)
 		}
 		st.body = cb
 		r.Body = cb
 	}
-	cw := &countingWriter{ResponseWriter: w, p: p, st: st, cutAt: -1}
+	cw := &countingWriter{ResponseWriter: w, p: p, st: st, cutAt: -1, corruptAt: -1}
 	st.w = cw
 	p.rp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	if st.cut.Load() {
@@ -534,6 +631,55 @@ func cutPoint(after, n int64) int64 {
 	return after
 }
 
+// corruptPoint returns the offset of the byte to flip in a body of length n
+// (-1: unknown).
+func corruptPoint(off, n int64) int64 {
+	if off < 0 {
+		off = max(n/2, 0)
+	}
+	if n > 0 && off >= n {
+		off = n - 1
+	}
+	return off
+}
+
+// writeCanned answers a FaultRespond.
+func writeCanned(w http.ResponseWriter, r *http.Request, f Fault) {
+	h := w.Header()
+	for k, v := range f.Header {
+		h[k] = append([]string(nil), v...)
+	}
+	if h.Get("Content-Length") == "" {
+		h.Set("Content-Length", strconv.Itoa(len(f.Body)))
+	}
+	w.WriteHeader(f.respondStatus())
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(f.Body)
+	}
+}
+
+// maxRewrite bounds the body a FaultRewrite buffers.
+const maxRewrite = 64 << 20
+
+// rewriteBody applies a FaultRewrite to resp.
+func (p *Proxy) rewriteBody(resp *http.Response, f func([]byte) []byte) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRewrite+1))
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if len(body) > maxRewrite {
+		return fmt.Errorf("faultproxy: response body over %d bytes cannot be rewritten", maxRewrite)
+	}
+	body = f(body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.TransferEncoding = nil
+	p.count(func(s *Stats) { s.Faults[FaultRewrite.String()]++ })
+	return nil
+}
+
 // writeStatus answers an injected status with a distribution-style error.
 func writeStatus(w http.ResponseWriter, f Fault) {
 	code := "UNAVAILABLE"
@@ -591,6 +737,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		}
 		st.w.cutAt = cutPoint(st.fault.CutAfter, resp.ContentLength)
 	}
+	if st.fault.Type == FaultCorrupt && st.body == nil && resp.Request.Method != http.MethodHead {
+		st.w.corruptAt = corruptPoint(st.fault.Offset, resp.ContentLength)
+	}
+	if st.fault.Type == FaultRewrite && resp.Request.Method != http.MethodHead {
+		return p.rewriteBody(resp, st.fault.RewriteBody)
+	}
 	return nil
 }
 
@@ -609,15 +761,17 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	w.WriteHeader(http.StatusBadGateway)
 }
 
-// countingBody wraps a request body: it counts upload bytes and cuts the
-// body at cutAt (when >= 0).
+// countingBody wraps a request body: it counts and throttles upload bytes,
+// cuts the body at cutAt and flips the byte at corruptAt (when >= 0).
 type countingBody struct {
-	rc     io.ReadCloser
-	p      *Proxy
-	st     *reqState
-	cutAt  int64
-	read   int64
-	upload bool
+	rc        io.ReadCloser
+	ctx       context.Context // the client request's
+	p         *Proxy
+	st        *reqState
+	cutAt     int64
+	corruptAt int64
+	read      int64
+	upload    bool
 }
 
 func (b *countingBody) Read(buf []byte) (int, error) {
@@ -631,9 +785,27 @@ func (b *countingBody) Read(buf []byte) (int, error) {
 			buf = buf[:left]
 		}
 	}
+	rate := int64(0)
+	if b.upload {
+		rate = b.p.uploadRate()
+		if c := chunkFor(rate); c > 0 && len(buf) > c {
+			buf = buf[:c]
+		}
+	}
 	n, err := b.rc.Read(buf)
+	if b.corruptAt >= b.read && b.corruptAt < b.read+int64(n) {
+		buf[b.corruptAt-b.read] ^= 0xff
+		b.p.count(func(s *Stats) { s.Faults[FaultCorrupt.String()]++ })
+	}
 	b.read += int64(n)
 	if n > 0 && b.upload {
+		if rate > 0 {
+			// Pay for the bytes before passing them on, so the upstream
+			// sees them (and the counter grows) at the configured rate.
+			if werr := b.p.bucket.wait(b.ctx, rate, n); werr != nil {
+				return 0, werr
+			}
+		}
 		b.p.count(func(s *Stats) { s.BytesUploaded += int64(n) })
 	}
 	return n, err
@@ -652,13 +824,21 @@ func (b *countingBody) Close() error { return b.rc.Close() }
 // and cuts the body at cutAt (when >= 0).
 type countingWriter struct {
 	http.ResponseWriter
-	p       *Proxy
-	st      *reqState
-	cutAt   int64
-	written int64
+	p         *Proxy
+	st        *reqState
+	cutAt     int64
+	corruptAt int64 // flip the byte at this offset (when >= 0)
+	written   int64
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
+	if i := w.corruptAt - w.written; w.corruptAt >= 0 && i >= 0 && i < int64(len(b)) {
+		// b belongs to the ReverseProxy's copy loop: flip in a copy.
+		c := append([]byte(nil), b...)
+		c[i] ^= 0xff
+		b = c
+		w.p.count(func(s *Stats) { s.Faults[FaultCorrupt.String()]++ })
+	}
 	cut := false
 	if w.cutAt >= 0 && w.written+int64(len(b)) > w.cutAt {
 		b = b[:w.cutAt-w.written]
@@ -693,3 +873,65 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController (used by ReverseProxy to flush)
 // reach the underlying writer.
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// uploadRate returns the current upload throttle (<= 0: none).
+func (p *Proxy) uploadRate() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.faults.UploadBytesPerSec
+}
+
+// chunkFor is the largest read of a throttled upload body at rate, so the
+// bytes flow smoothly rather than in bursts; 0 means no limit.
+func chunkFor(rate int64) int {
+	if rate <= 0 {
+		return 0
+	}
+	return int(min(max(rate/50, 1<<10), 64<<10))
+}
+
+// bucket is the token bucket of the upload throttle, shared by every
+// upload in flight. Tokens may go negative: a debt each reader pays by
+// sleeping, so concurrent readers together get the rate.
+type bucket struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens, b.last = 0, time.Time{}
+}
+
+// wait takes n tokens at rate bytes per second and sleeps off any debt,
+// returning early with ctx's error when ctx ends.
+func (b *bucket) wait(ctx context.Context, rate int64, n int) error {
+	burst := float64(chunkFor(rate))
+	b.mu.Lock()
+	now := time.Now()
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*float64(rate))
+	}
+	b.last = now
+	b.tokens -= float64(n)
+	var d time.Duration
+	if b.tokens < 0 {
+		d = time.Duration(-b.tokens / float64(rate) * float64(time.Second))
+	}
+	b.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -385,3 +385,211 @@ func TestLargeBlobStreams(t *testing.T) {
 		t.Fatalf("uploaded %d downloaded %d", s.BytesUploaded, s.BytesDownloaded)
 	}
 }
+
+// TestUploadThrottle: a throttled upload is seen part-way through, then
+// completes intact once the throttle is lifted.
+func TestUploadThrottle(t *testing.T) {
+	r, p := setup(t, registry.Options{}, faultproxy.Options{Faults: faultproxy.Faults{UploadBytesPerSec: 1 << 20}})
+	layer := imagebuild.Layer{Seed: 21, Size: 4 << 20}
+	resp, _, err := send(t, http.MethodPost, p.URL()+"/v2/slow/x/blobs/uploads/", nil, nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %v %v", resp, err)
+	}
+	loc := resp.Header.Get("Location")
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodPut, loc+sep+"digest="+layer.Digest().String(), layer.Reader())
+		if err != nil {
+			done <- err
+			return
+		}
+		req.ContentLength = layer.Size
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				err = fmt.Errorf("PUT: %s", resp.Status)
+			}
+		}
+		done <- err
+	}()
+
+	// At 1 MiB/s the 4 MiB body is seen in flight: past 1 MiB, far from
+	// its end.
+	deadline := time.Now().Add(20 * time.Second)
+	for p.Stats().BytesUploaded < 1<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d bytes uploaded", p.Stats().BytesUploaded)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if n := p.Stats().BytesUploaded; n >= layer.Size*3/4 {
+		t.Fatalf("%d of %d bytes already uploaded: the throttle does not hold", n, layer.Size)
+	}
+	p.SetFaults(faultproxy.Faults{}) // lift it; the upload in flight speeds up
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.BytesUploaded != layer.Size || s.UploadsByDigest[layer.Digest().String()] != 1 {
+		t.Fatalf("uploaded %d bytes, uploads %v", s.BytesUploaded, s.UploadsByDigest)
+	}
+	resp, _, err = send(t, http.MethodHead, r.URL()+"/v2/slow/x/blobs/"+layer.Digest().String(), nil, nil)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != layer.Size {
+		t.Fatalf("blob at the registry: %v %v", resp, err)
+	}
+}
+
+// TestRespond: canned answers replace the registry's, HEAD gets the
+// headers only, and a Content-Length in the header wins.
+func TestRespond(t *testing.T) {
+	_, p := setup(t, registry.Options{}, faultproxy.Options{})
+	body := []byte(`{"not":"a manifest"`)
+	hdr := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}, "Docker-Content-Digest": {"sha256:" + strings.Repeat("0", 64)}}
+	p.SetHook(func(r *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
+		switch {
+		case faultproxy.Repository(r) == "canned/x" && info.Kind == faultproxy.KindManifestGet:
+			return faultproxy.Respond(http.StatusOK, hdr, body), true
+		case faultproxy.Repository(r) == "canned/x" && info.Kind == faultproxy.KindManifestHead:
+			return faultproxy.Respond(0, http.Header{"Content-Length": {"5242880"}}, nil), true
+		case faultproxy.Repository(r) == "canned/denied":
+			return faultproxy.Respond(http.StatusForbidden, http.Header{"Content-Type": {"application/json"}}, []byte(`{"errors":[{"code":"DENIED","message":"no"}]}`)), true
+		}
+		return faultproxy.Fault{}, false
+	})
+	resp, data, err := send(t, http.MethodGet, p.URL()+"/v2/canned/x/manifests/1", nil, nil)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(data, body) || resp.Header.Get("Docker-Content-Digest") != hdr.Get("Docker-Content-Digest") || resp.ContentLength != int64(len(body)) {
+		t.Fatalf("canned GET: %v %v %q", resp, err, data)
+	}
+	resp, _, err = send(t, http.MethodHead, p.URL()+"/v2/canned/x/manifests/1", nil, nil)
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength != 5<<20 {
+		t.Fatalf("canned HEAD: %v %v", resp, err)
+	}
+	resp, data, err = send(t, http.MethodGet, p.URL()+"/v2/canned/denied/manifests/1", nil, nil)
+	if err != nil || resp.StatusCode != 403 || !bytes.Contains(data, []byte("DENIED")) {
+		t.Fatalf("canned 403: %v %v %s", resp, err, data)
+	}
+	// Other repositories reach the registry.
+	resp, _, _ = send(t, http.MethodGet, p.URL()+"/v2/other/manifests/1", nil, nil)
+	if resp.StatusCode != 404 {
+		t.Fatalf("forwarded GET: %d, want the registry's 404", resp.StatusCode)
+	}
+	s := p.Stats()
+	if s.Faults["respond-200"] != 2 || s.Faults["respond-403"] != 1 || s.ByStatus[200] != 2 || s.ByStatus[403] != 1 || s.ByStatus[404] != 1 {
+		t.Fatalf("stats: faults %v statuses %v", s.Faults, s.ByStatus)
+	}
+}
+
+// TestRewrite: the client gets the rewritten manifest with its new
+// length and the registry's other headers; HEAD passes untouched.
+func TestRewrite(t *testing.T) {
+	r, p := setup(t, registry.Options{}, faultproxy.Options{})
+	b, err := imagebuild.PushImage(ctxT(t), imagebuild.Target{PlainHTTP: true}, r.Host()+"/rw/x:1", imagebuild.SingleArch(imagebuild.OCI, 31, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetHook(func(r *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
+		if info.Kind == faultproxy.KindManifestGet || info.Kind == faultproxy.KindManifestHead {
+			return faultproxy.Rewrite(func(body []byte) []byte { return append([]byte("garbage"), body[:10]...) }), true
+		}
+		return faultproxy.Fault{}, false
+	})
+	hdr := map[string]string{"Accept": b.Descriptor.MediaType}
+	resp, data, err := send(t, http.MethodGet, p.URL()+"/v2/rw/x/manifests/1", nil, hdr)
+	want := append([]byte("garbage"), b.Manifest[:10]...)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(data, want) || resp.ContentLength != int64(len(want)) {
+		t.Fatalf("rewritten GET: %v %v %q", resp, err, data)
+	}
+	if resp.Header.Get("Docker-Content-Digest") != b.Descriptor.Digest.String() {
+		t.Fatalf("Docker-Content-Digest %q, want the registry's %s", resp.Header.Get("Docker-Content-Digest"), b.Descriptor.Digest)
+	}
+	resp, _, err = send(t, http.MethodHead, p.URL()+"/v2/rw/x/manifests/1", nil, hdr)
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength != int64(len(b.Manifest)) {
+		t.Fatalf("HEAD: %v %v", resp, err)
+	}
+	if s := p.Stats(); s.Faults["rewrite"] != 1 {
+		t.Fatalf("faults %v", s.Faults)
+	}
+}
+
+// TestCorruptBody flips one byte of a blob GET (at an offset, and in the
+// middle) and of an upload, which the registry then refuses.
+func TestCorruptBody(t *testing.T) {
+	r, p := setup(t, registry.Options{}, faultproxy.Options{})
+	b, err := imagebuild.PushImage(ctxT(t), imagebuild.Target{PlainHTTP: true}, r.Host()+"/bad/x:1", imagebuild.SingleArch(imagebuild.OCI, 41, 300_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := b.Layers[0]
+	orig, _ := io.ReadAll(imagebuild.Layer{Seed: imagebuild.DeriveSeed(41, 0), Size: layer.Size}.Reader())
+	for _, c := range []struct{ offset, want int64 }{{0, 0}, {123_457, 123_457}, {-1, layer.Size / 2}, {1 << 40, layer.Size - 1}} {
+		p.SetHook(func(r *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
+			if info.Kind == faultproxy.KindBlobGet {
+				return faultproxy.CorruptBody(c.offset), true
+			}
+			return faultproxy.Fault{}, false
+		})
+		resp, data, err := send(t, http.MethodGet, p.URL()+"/v2/bad/x/blobs/"+layer.Digest.String(), nil, nil)
+		if err != nil || resp.StatusCode != 200 || int64(len(data)) != layer.Size {
+			t.Fatalf("offset %d: %v %v, %d bytes", c.offset, resp, err, len(data))
+		}
+		var diff []int64
+		for i := range data {
+			if data[i] != orig[i] {
+				diff = append(diff, int64(i))
+			}
+		}
+		if len(diff) != 1 || diff[0] != c.want || data[c.want] != orig[c.want]^0xff {
+			t.Fatalf("offset %d: bytes differing at %v, want only %d", c.offset, diff, c.want)
+		}
+	}
+
+	// A corrupted monolithic upload: the registry refuses the digest.
+	p.SetHook(func(r *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
+		if info.Kind == faultproxy.KindUploadPut {
+			return faultproxy.CorruptBody(-1), true
+		}
+		return faultproxy.Fault{}, false
+	})
+	resp, _, err := send(t, http.MethodPost, p.URL()+"/v2/bad/y/blobs/uploads/", nil, nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %v %v", resp, err)
+	}
+	loc := resp.Header.Get("Location")
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	resp, data, err := send(t, http.MethodPut, loc+sep+"digest="+layer.Digest.String(), bytes.NewReader(orig), map[string]string{"Content-Type": "application/octet-stream"})
+	if err != nil || resp.StatusCode != http.StatusBadRequest || !bytes.Contains(data, []byte("DIGEST_INVALID")) {
+		t.Fatalf("corrupted upload: %v %v %s", resp, err, data)
+	}
+	if s := p.Stats(); s.Faults["corrupt"] != 5 || s.BytesUploaded != layer.Size {
+		t.Fatalf("faults %v, uploaded %d", s.Faults, s.BytesUploaded)
+	}
+}
+
+func TestRepository(t *testing.T) {
+	d := "sha256:" + strings.Repeat("a", 64)
+	for path, want := range map[string]string{
+		"/v2/":                             "",
+		"/v2/_catalog":                     "",
+		"/v2/a/b/blobs/" + d:               "a/b",
+		"/v2/quay.io/x/y/manifests/v1":     "quay.io/x/y",
+		"/v2/a/blobs/uploads/":             "a",
+		"/v2/a/blobs/uploads/uuid":         "a",
+		"/v2/x/tags/list":                  "x",
+		"/v2/x/referrers/" + d:             "x",
+		"/v2/manifests/y/manifests/latest": "manifests/y",
+		"/metrics":                         "",
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://h"+path, nil)
+		if got := faultproxy.Repository(req); got != want {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+}
