@@ -1,0 +1,166 @@
+package endtoend
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgemirror/edgemirror/e2e/faultproxy"
+	"github.com/edgemirror/edgemirror/e2e/imagebuild"
+	"github.com/edgemirror/edgemirror/e2e/registry"
+)
+
+// waitUploaded polls p until at least n bytes were uploaded through it.
+func waitUploaded(t *testing.T, p *faultproxy.Proxy, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for p.Stats().BytesUploaded < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d bytes uploaded after 60s", p.Stats().BytesUploaded, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// largeLayerCorpus is one image with a 64 MiB layer and a small one.
+func largeLayerCorpus() *corpus {
+	return &corpus{images: []*corpusImage{{
+		ref: "ttl.sh/ubuntu:k3s-big", path: "ttl.sh/ubuntu:k3s-big", layer: "os", provider: true,
+		image: &imagebuild.Image{Format: imagebuild.OCI, Layers: imagebuild.Layers(4242, 64*mib, 16*kib)},
+	}}}
+}
+
+// TestResumeAfterKillAndInterrupt: the process is killed (SIGKILL), or
+// interrupted (SIGINT, Ctrl-C), when the 64 MiB layer is about half uploaded;
+// the next run uploads at most 60% of it and completes. The journal in the
+// state dir holds the upload, and never the password.
+func TestResumeAfterKillAndInterrupt(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			const user, pass = "edge", "Kill-Me-Softly-42"
+			src := registry.StartT(t, registry.Options{})
+			tgt := registry.StartT(t, registry.Options{Users: map[string]string{user: pass}})
+			c := largeLayerCorpus()
+			c.seed(t, src)
+			proxy := proxied(t, tgt, faultproxy.Faults{UploadBytesPerSec: 32 * mib})
+			state := t.TempDir()
+			args := append(mirrorArgs(c, src, proxy.Host(), "--plain-http", "--state-dir", state, "-u", user, "--password-stdin", "--debug")[1:], "--progress", "plain")
+
+			var stderr bytes.Buffer
+			cmd := exec.Command(binary(t), append([]string{"mirror"}, args...)...)
+			cmd.Stdin = strings.NewReader(pass + "\n")
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitUploaded(t, proxy, 32*mib)
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			first := proxy.Stats().BytesUploaded
+			if first >= 60*mib {
+				t.Fatalf("the first run uploaded %d bytes before it stopped; the test did not cut it mid-layer", first)
+			}
+
+			entries, _ := filepath.Glob(filepath.Join(state, "*.json"))
+			if len(entries) == 0 {
+				t.Fatalf("no upload journaled in the state dir after %s", sig)
+			}
+			_ = filepath.Walk(state, func(p string, info os.FileInfo, err error) error {
+				if err == nil && !info.IsDir() {
+					if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(pass)) {
+						t.Errorf("the password is in state file %s", p)
+					}
+				}
+				return nil
+			})
+			if strings.Contains(stderr.String(), pass) {
+				t.Errorf("the password is on stderr of the first run")
+			}
+
+			proxy.Reset()
+			r := run(t, pass+"\n", append([]string{"mirror"}, args...)...)
+			if r.code != 0 {
+				t.Fatalf("second run: exit %d\n%s", r.code, r.stderr)
+			}
+			second := proxy.Stats().BytesUploaded
+			if second > 64*mib*6/10 {
+				t.Errorf("the second run uploaded %d bytes, over 60%% of the 64 MiB layer (first run sent %d)", second, first)
+			}
+			t.Logf("%s after %.1f MiB; the rerun sent %.1f MiB", sig, float64(first)/mib, float64(second)/mib)
+			c.checkTarget(t, tgt, external)
+			if rest, _ := filepath.Glob(filepath.Join(state, "*.json")); len(rest) != 0 {
+				t.Errorf("finished uploads left in the journal: %v", rest)
+			}
+		})
+	}
+}
+
+// TestTwoProcessesAtOnce: two edgemirror processes mirror the same profile
+// into the same registry with the same state dir at the same time; both
+// finish with exit 0 and the target is complete.
+func TestTwoProcessesAtOnce(t *testing.T) {
+	src := registry.StartT(t, registry.Options{})
+	tgt := registry.StartT(t, registry.Options{})
+	c := bigCorpus(24 * mib)
+	c.seed(t, src)
+	state := t.TempDir()
+	args := append(mirrorArgs(c, src, tgt.Host(), "--plain-http", "--state-dir", state, "--progress", "none"), chunked...)
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	for i := 0; i < 2; i++ {
+		var b bytes.Buffer
+		cmd := exec.Command(binary(t), args...)
+		cmd.Stderr, cmd.Stdout = &b, &b
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, &b)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("process %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	c.checkTarget(t, tgt, external)
+}
+
+// TestMirrorSurvivesTargetRestart: the target registry stops and comes back
+// on the same port mid-run; the run completes.
+func TestMirrorSurvivesTargetRestart(t *testing.T) {
+	src := registry.StartT(t, registry.Options{})
+	tgt := registry.StartT(t, registry.Options{})
+	c := bigCorpus(48 * mib)
+	c.seed(t, src)
+	proxy := proxied(t, tgt, faultproxy.Faults{UploadBytesPerSec: 24 * mib})
+
+	done := make(chan result, 1)
+	go func() {
+		done <- run(t, "", append(mirrorArgs(c, src, proxy.Host(), "--plain-http", "--state-dir", t.TempDir()), chunked...)...)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for proxy.Stats().BytesUploaded < 8*mib && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tgt.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	if err := tgt.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "retry: ") {
+		t.Errorf("the restart went unnoticed (no retry on stderr); the test did not exercise it:\n%s", r.stderr)
+	}
+	c.checkTarget(t, tgt, external)
+}
