@@ -215,7 +215,18 @@ func bench(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error
 		logf("%s: %.1f s, every target digest equals the source's", t.name, r.usage.wall.Seconds())
 		results = append(results, r)
 	}
+	logf("resume: mirroring the provider image, killed half-way, then again")
+	resume, err := measureResume(ctx, edgemirror, work, src, c, logf)
+	if err != nil {
+		return err
+	}
+	logf("audit: %d images", auditImages)
+	audit, err := measureAudit(ctx, m, edgemirror, work, logf)
+	if err != nil {
+		return err
+	}
 	printReport(stdout, cfg, c, m, results)
+	printExtras(stdout, resume, audit)
 	return nil
 }
 
