@@ -108,13 +108,13 @@ type session struct {
 // connect builds the HTTP clients and credential store of a run.
 func connect(e *env, tf *targetFlags, sf *sourceFlags, rf *runFlags, rules mirror.Rules, ud *auth.UserData) (*session, error) {
 	password := tf.password
+	if tf.passwordStdin && tf.password != "" {
+		return nil, usageErr(errors.New("--password and --password-stdin are exclusive"))
+	}
 	if tf.password != "" {
 		fmt.Fprintln(e.stderr, "warning: --password is visible to other users of this machine; prefer --password-stdin")
 	}
 	if tf.passwordStdin {
-		if tf.password != "" {
-			return nil, usageErr(errors.New("--password and --password-stdin are exclusive"))
-		}
 		b, err := io.ReadAll(io.LimitReader(e.stdin, 1<<16))
 		if err != nil {
 			return nil, usageErr(fmt.Errorf("--password-stdin: %w", err))
@@ -222,8 +222,13 @@ type registryCmd struct {
 	rf   runFlags
 	of   outputFlags
 
+	copies bool // writes to the target: chunked uploads and their journal
+
 	started   time.Time
 	platforms []string
+	threshold int64
+	chunk     int64
+	journal   *mirror.Journal
 	plan      *mirror.Plan
 	session   *session
 	progress  *report.Progress
@@ -253,6 +258,19 @@ func (c *registryCmd) prepare(e *env, args []string, extra func(*pflag.FlagSet))
 	var err error
 	if c.platforms, err = mirror.ParsePlatforms(c.rf.platforms); err != nil {
 		return usageErr(err)
+	}
+	// Every flag is checked before the first request: bad usage is exit 2
+	// at once, not a network error after the retries.
+	if _, err := report.ParseProgressMode(c.rf.progress); err != nil {
+		return usageErr(err)
+	}
+	if c.rf.jobs < 1 {
+		return usageErr(fmt.Errorf("--jobs %d: at least 1", c.rf.jobs))
+	}
+	if c.copies {
+		if c.threshold, c.chunk, c.journal, err = c.rf.chunking(); err != nil {
+			return err
+		}
 	}
 	c.started = time.Now()
 	rules, ud, err := c.tf.rules()
@@ -292,6 +310,10 @@ func (c *registryCmd) options() mirror.Options {
 		Source:    func(name string) (oras.ReadOnlyTarget, error) { return c.session.source.Repository(name) },
 		Target:    func(name string) (oras.Target, error) { return c.session.target.Repository(name) },
 		Hooks:     c.progress.Hooks(),
+
+		ChunkThreshold: c.threshold,
+		ChunkSize:      c.chunk,
+		Journal:        c.journal,
 	}
 }
 
@@ -312,16 +334,11 @@ func (c *registryCmd) report(e *env, stats *mirror.Stats) (int, error) {
 }
 
 func runMirror(e *env, args []string) (int, error) {
-	c := &registryCmd{name: "mirror"}
+	c := &registryCmd{name: "mirror", copies: true}
 	if err := c.prepare(e, args, nil); err != nil {
 		return 0, err
 	}
-	opts := c.options()
-	var err error
-	if opts.ChunkThreshold, opts.ChunkSize, opts.Journal, err = c.rf.chunking(); err != nil {
-		return 0, err
-	}
-	stats := mirror.Copy(e.ctx, c.plan, opts)
+	stats := mirror.Copy(e.ctx, c.plan, c.options())
 	return c.report(e, &stats)
 }
 

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -117,7 +118,10 @@ func extractPack(r *resolver, p *Profile, pk *Pack, opts Options, res *Result) e
 	isOS := pk.Layer == "os"
 	sawProvider := false
 
-	list, _ := get(content, "images").([]any)
+	list, err := listAt(content, "images")
+	if err != nil {
+		return packError(p, pk, "values: pack.content.images", err)
+	}
 	for i, item := range list {
 		raw, ok := contentImage(item, func(msg string) { warn("pack.content.images[%d]: %s", i, msg) })
 		if !ok {
@@ -141,7 +145,10 @@ func extractPack(r *resolver, p *Profile, pk *Pack, opts Options, res *Result) e
 		}
 	}
 
-	charts, _ := get(content, "charts").([]any)
+	charts, err := listAt(content, "charts")
+	if err != nil {
+		return packError(p, pk, "values: pack.content.charts", err)
+	}
 	for i, item := range charts {
 		m, ok := item.(map[string]any)
 		if !ok {
@@ -179,6 +186,22 @@ func extractPack(r *resolver, p *Profile, pk *Pack, opts Options, res *Result) e
 
 	scanValues(r, tree, from, opts, res, warn)
 	return nil
+}
+
+// listAt reads node[key] as a list; absent or null is empty, anything else
+// is an error: a content list that is silently skipped loses images.
+func listAt(node any, key string) ([]any, error) {
+	switch v := get(node, key).(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		return v, nil
+	default:
+		if _, ok := v.(map[string]any); ok {
+			return nil, errors.New("expected a list, got an object")
+		}
+		return nil, fmt.Errorf("expected a list, got %q", scalarString(v))
+	}
 }
 
 // contentImage reads one pack.content.images entry, warning about typos.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -210,7 +211,11 @@ func jsonErr(data []byte, err error) string {
 	case errors.As(err, &te):
 		off = te.Offset
 		if te.Field != "" {
-			return fmt.Sprintf("line %d: field %s: expected %s, got %s", lineOf(data, off), te.Field, te.Type, te.Value)
+			msg := fmt.Sprintf("field %s: expected %s, got %s", te.Field, kindName(te.Type), article(te.Value))
+			if off <= 0 { // errors of our own unmarshalers carry no offset
+				return msg
+			}
+			return fmt.Sprintf("line %d: %s", lineOf(data, off), msg)
 		}
 	}
 	msg := strings.TrimPrefix(err.Error(), "json: ")
@@ -218,6 +223,33 @@ func jsonErr(data []byte, err error) string {
 		return msg
 	}
 	return fmt.Sprintf("line %d: %s", lineOf(data, off), msg)
+}
+
+// kindName names a Go type as the export format knows it.
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	default:
+		return "a number"
+	}
+}
+
+// article puts "a"/"an" before a JSON value kind ("an object", "a string").
+func article(v string) string {
+	switch v {
+	case "object", "array":
+		return "an " + v
+	case "":
+		return "something else"
+	}
+	return "a " + v
 }
 
 func lineOf(data []byte, off int64) int {
@@ -278,7 +310,12 @@ func (t *text) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if len(b) > 0 && (b[0] == '{' || b[0] == '[') {
-		return errors.New("expected a scalar, got an object or a list")
+		// A type error, so encoding/json adds the field path to it.
+		got := "object"
+		if b[0] == '[' {
+			got = "array"
+		}
+		return &json.UnmarshalTypeError{Value: got, Type: reflect.TypeFor[string]()}
 	}
 	if string(b) != "null" {
 		*t = text(b)

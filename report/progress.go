@@ -48,15 +48,15 @@ type Progress struct {
 // bar when tty is true; interval is the period of plain summary lines
 // (<= 0 means the default, 10s).
 func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval time.Duration) (*Progress, error) {
-	switch mode {
-	case ProgressAuto, "":
+	mode, err := ParseProgressMode(string(mode))
+	if err != nil {
+		return nil, err
+	}
+	if mode == ProgressAuto {
 		mode = ProgressPlain
 		if tty {
 			mode = ProgressBar
 		}
-	case ProgressBar, ProgressPlain, ProgressNone:
-	default:
-		return nil, fmt.Errorf("--progress %q: use auto, bar, plain or none", mode)
 	}
 	if interval <= 0 {
 		interval = 10 * time.Second
@@ -79,6 +79,17 @@ func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval 
 		go p.tick()
 	}
 	return p, nil
+}
+
+// ParseProgressMode checks a --progress value; "" is auto.
+func ParseProgressMode(s string) (ProgressMode, error) {
+	switch m := ProgressMode(s); m {
+	case "":
+		return ProgressAuto, nil
+	case ProgressAuto, ProgressBar, ProgressPlain, ProgressNone:
+		return m, nil
+	}
+	return "", fmt.Errorf("--progress %q: use auto, bar, plain or none", s)
 }
 
 func (p *Progress) describe() string {
