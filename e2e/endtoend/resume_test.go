@@ -1,6 +1,13 @@
 package endtoend
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/edgemirror/edgemirror/e2e/faultproxy"
@@ -60,4 +67,50 @@ func TestMirrorSurvivesFaults(t *testing.T) {
 		t.Errorf("uploaded %d bytes for %d unique (%.2fx, over 1.25x)", st.BytesUploaded, unique, ratio)
 	}
 	t.Logf("uploaded %.3fx the unique bytes with faults %v", float64(st.BytesUploaded)/float64(unique), st.Faults)
+}
+
+// TestChunkedUploadFallbacks: a registry that refuses PATCH gets whole-blob
+// uploads; a journaled upload session the registry no longer knows starts a
+// fresh session.
+func TestChunkedUploadFallbacks(t *testing.T) {
+	t.Run("no PATCH", func(t *testing.T) {
+		c, src, tgt := setup(t, registry.Options{})
+		proxy := proxied(t, tgt, faultproxy.Faults{})
+		proxy.SetHook(func(_ *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
+			if info.Kind == faultproxy.KindUploadPatch {
+				return faultproxy.Respond(http.StatusMethodNotAllowed, nil, nil), true
+			}
+			return faultproxy.Fault{}, false
+		})
+		r := run(t, "", append(mirrorArgs(c, src, proxy.Host(), "--plain-http", "--state-dir", t.TempDir()), chunked...)...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		if n := proxy.Stats().ByKind[faultproxy.KindUploadPatch]; n != 1 {
+			t.Errorf("%d PATCH requests; after the first refusal every upload should be whole", n)
+		}
+		c.checkTarget(t, tgt, external)
+	})
+	t.Run("unknown session", func(t *testing.T) {
+		c, src, tgt := setup(t, registry.Options{})
+		state := t.TempDir()
+		// A journal entry for the provider layer whose session the registry
+		// never had.
+		layer := c.images[0].built.Layers[0]
+		repo := tgt.Host() + external + "/" + strings.SplitN(c.images[0].path, ":", 2)[0]
+		sum := sha256.Sum256([]byte(repo + "@" + layer.Digest.String()))
+		entry := fmt.Sprintf(`{"repository":%q,"digest":%q,"location":"http://%s/v2/%s/blobs/uploads/0b6a2b39-0000-4000-8000-000000000000?_state=x","offset":1024}`,
+			repo, layer.Digest, tgt.Host(), strings.TrimPrefix(repo, tgt.Host()+"/"))
+		if err := os.WriteFile(filepath.Join(state, hex.EncodeToString(sum[:16])+".json"), []byte(entry), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, "", append(mirrorArgs(c, src, tgt.Host(), "--plain-http", "--state-dir", state), chunked...)...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		c.checkTarget(t, tgt, external)
+		if rest, _ := filepath.Glob(filepath.Join(state, "*.json")); len(rest) != 0 {
+			t.Errorf("journal entries left: %v", rest)
+		}
+	})
 }
