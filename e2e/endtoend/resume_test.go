@@ -86,8 +86,10 @@ func TestChunkedUploadFallbacks(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
-		if n := proxy.Stats().ByKind[faultproxy.KindUploadPatch]; n != 1 {
-			t.Errorf("%d PATCH requests; after the first refusal every upload should be whole", n)
+		// Uploads already under way when the first refusal comes each send
+		// one PATCH (at most -j 4 of them); every later upload is whole.
+		if n := proxy.Stats().ByKind[faultproxy.KindUploadPatch]; n < 1 || n > 4 {
+			t.Errorf("%d PATCH requests, want 1 to 4: after the first refusal every upload should be whole", n)
 		}
 		c.checkTarget(t, tgt, external)
 	})
