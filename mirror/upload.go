@@ -168,7 +168,12 @@ func (r *Repo) UploadChunked(ctx context.Context, desc ocispec.Descriptor, open 
 		if err == nil {
 			continue // every chunk acknowledged: complete on the next pass
 		}
-		if ctx.Err() != nil || errors.Is(err, errChunkingUnsupported) {
+		if errors.Is(err, errChunkingUnsupported) {
+			r.cancel(ctx, loc)
+			opts.Journal.remove(name, desc.Digest)
+			return err
+		}
+		if ctx.Err() != nil {
 			return err // the journal keeps the last acknowledged chunk
 		}
 		if hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") || statusOf(err) == http.StatusRequestedRangeNotSatisfiable {
