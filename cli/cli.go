@@ -57,6 +57,8 @@ func commands() []command {
 		{"plan", "-p PROFILE... [-r REGISTRY]", "show where every image goes; no network", runPlan},
 		{"mirror", "-p PROFILE... -r REGISTRY", "copy every image to its target, then report", runMirror},
 		{"audit", "-p PROFILE... -r REGISTRY", "check the target has every image; copies nothing", runAudit},
+		{"save", "-p PROFILE... -O BUNDLE", "copy every image into an airgap bundle (OCI layout dir or .tar)", runSave},
+		{"push", "--bundle BUNDLE -r REGISTRY", "push a bundle's images to their targets", runPush},
 		{"version", "", "print the version", func(e *env, _ []string) (int, error) {
 			fmt.Fprintf(e.stdout, "edgemirror %s\n", Version)
 			return ExitOK, nil

@@ -56,27 +56,27 @@ func (f *profileFlags) add(fs *pflag.FlagSet) {
 }
 
 // load reads, expands and lists the images of the profiles.
-func (f *profileFlags) load(e *env) (*profile.Result, error) {
+func (f *profileFlags) load(e *env) ([]*profile.Profile, *profile.Result, error) {
 	if len(f.files) == 0 {
-		return nil, usageErr(fmt.Errorf("no profile given: use -p FILE (repeatable, - for stdin)"))
+		return nil, nil, usageErr(fmt.Errorf("no profile given: use -p FILE (repeatable, - for stdin)"))
 	}
 	vars, err := keyValues("--var", f.vars)
 	if err != nil {
-		return nil, usageErr(err)
+		return nil, nil, usageErr(err)
 	}
 	macros, err := keyValues("--macro", f.macros)
 	if err != nil {
-		return nil, usageErr(err)
+		return nil, nil, usageErr(err)
 	}
 	profiles, err := profile.Read(f.files, e.stdin)
 	if err != nil {
-		return nil, usageErr(err)
+		return nil, nil, usageErr(err)
 	}
 	res, err := profile.Extract(profiles, profile.Options{Vars: vars, Macros: macros, IncludeValues: f.includeValues})
 	if err != nil {
-		return nil, usageErr(err)
+		return nil, nil, usageErr(err)
 	}
-	return res, nil
+	return profiles, res, nil
 }
 
 // targetFlags say where images go and how to reach the target.

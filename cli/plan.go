@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/edgemirror/edgemirror/mirror"
+	"github.com/edgemirror/edgemirror/profile"
 	"github.com/edgemirror/edgemirror/report"
 )
 
@@ -14,11 +16,16 @@ func runPlan(e *env, args []string) (int, error) {
 	var tf targetFlags
 	var of outputFlags
 	fs := newFlagSet(e, "plan", "-p PROFILE... [-r REGISTRY] [flags]")
+	var bundle string
 	pf.add(fs)
+	fs.StringVar(&bundle, "bundle", "", "plan the images of a bundle written by edgemirror save instead of profiles")
 	tf.add(fs)
 	of.add(fs)
 	if err := parse(fs, args); err != nil {
 		return 0, err
+	}
+	if bundle != "" && len(pf.files) > 0 {
+		return 0, usageErr(errors.New("give either --bundle or -p, not both"))
 	}
 	if err := of.check(); err != nil {
 		return 0, err
@@ -28,8 +35,14 @@ func runPlan(e *env, args []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	res, err := pf.load(e)
-	if err != nil {
+	var res *profile.Result
+	if bundle != "" {
+		b, err := mirror.OpenBundle(e.ctx, bundle)
+		if err != nil {
+			return 0, usageErr(err)
+		}
+		res = b.Result
+	} else if _, res, err = pf.load(e); err != nil {
 		return 0, err
 	}
 	plan := mirror.Build(res, rules)

@@ -480,38 +480,35 @@ func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst ora
 		e.done(b, "skipped")
 		return nil
 	}
-	if other != "" {
-		if m, ok := dst.(registry.Mounter); ok && sameHost(other, repo) {
-			uploaded := false
-			err := m.Mount(ctx, b, repoPath(other), func() (io.ReadCloser, error) {
-				// The registry refused the mount: upload instead.
-				uploaded = true
-				return e.read(ctx, src, b, 0)
-			})
-			if err == nil {
-				e.remember(b.Digest, repo)
-				if uploaded {
-					e.done(b, "uploaded")
-				} else {
-					e.done(b, "mounted")
-				}
-				return nil
-			}
-			if ctx.Err() != nil {
-				return err
-			}
-			// A failed mount is not fatal: fall through to a plain upload.
-		}
-	} else {
-		ok, err := dst.Exists(ctx, b)
-		if err != nil {
-			return fmt.Errorf("checking blob %s at the target: %w", b.Digest, err)
-		}
-		if ok {
+	if m, ok := dst.(registry.Mounter); ok && other != "" && sameHost(other, repo) {
+		uploaded := false
+		err := m.Mount(ctx, b, repoPath(other), func() (io.ReadCloser, error) {
+			// The registry refused the mount: upload instead.
+			uploaded = true
+			return e.read(ctx, src, b, 0)
+		})
+		if err == nil {
 			e.remember(b.Digest, repo)
-			e.done(b, "skipped")
+			if uploaded {
+				e.done(b, "uploaded")
+			} else {
+				e.done(b, "mounted")
+			}
 			return nil
 		}
+		if ctx.Err() != nil {
+			return err
+		}
+		// A failed mount is not fatal: look, then upload.
+	}
+	ok, err := dst.Exists(ctx, b)
+	if err != nil {
+		return fmt.Errorf("checking blob %s at the target: %w", b.Digest, err)
+	}
+	if ok {
+		e.remember(b.Digest, repo)
+		e.done(b, "skipped")
+		return nil
 	}
 	if err := e.upload(ctx, src, dst, b); err != nil {
 		return err

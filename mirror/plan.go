@@ -61,6 +61,9 @@ type Rules struct {
 	Mappings map[string]string
 	// ShortNames is the prefixing mode; "" means Canonical.
 	ShortNames ShortNames
+	// Bundle makes every target the canonical reference itself: images go
+	// into an OCI layout under their own names (save), not to a registry.
+	Bundle bool
 }
 
 // Image is one image at one target.
@@ -93,8 +96,8 @@ type Image struct {
 	PinnedDigest string `json:"-"`
 	// TargetName is the target repository including its host.
 	TargetName string `json:"-"`
-	// Chart marks a Helm chart entry.
-	Chart bool `json:"-"`
+	// Chart is the chart entry a Helm chart row comes from; nil for images.
+	Chart *profile.Chart `json:"-"`
 }
 
 // SourceRef is the canonical source reference to read: by digest when pinned.
@@ -284,7 +287,9 @@ func (im *Image) SourceRefWithTag() string {
 // place sets the target of im whose name to prefix is name.
 func (r Rules) place(im *Image, name string) {
 	target := ""
-	if from, ok := r.match(im.Name); ok {
+	if r.Bundle {
+		target = im.Name
+	} else if from, ok := r.match(im.Name); ok {
 		target = strings.TrimSuffix(r.Mappings[from], "/") + strings.TrimPrefix(im.Name, strings.TrimSuffix(from, "/"))
 	} else if r.Registry != "" {
 		target = r.Registry + "/" + name
@@ -361,7 +366,7 @@ func refProblem(s string, err error) string {
 
 // chart plans a Helm chart: its OCI reference is REPO-HOST/PATH/NAME:VERSION.
 func (r Rules) chart(c profile.Chart) *Image {
-	im := &Image{Source: strings.TrimSuffix(c.Repo, "/") + "/" + c.Name + ":" + c.Version, Chart: true}
+	im := &Image{Source: strings.TrimSuffix(c.Repo, "/") + "/" + c.Name + ":" + c.Version, Chart: &c}
 	if c.Unresolved != "" {
 		im.Status, im.Reason = Unresolved, c.Unresolved
 		return im

@@ -22,6 +22,9 @@ import (
 type Profile struct {
 	// File is the path the profile was read from ("-" for standard input).
 	File string
+	// Data is the whole file the profile was read from, as read (shared by
+	// the profiles of one file): bundles keep it.
+	Data []byte
 	// Name is metadata.name.
 	Name string
 	// Version is spec.version.
@@ -157,7 +160,7 @@ func Parse(name string, data []byte) ([]*Profile, error) {
 			return nil, fmt.Errorf("%s: not a cluster profile export: no spec (expected metadata.name and spec.template.packs)", label)
 		}
 		p := &Profile{
-			File: name, Name: w.Metadata.Name, Version: string(w.Spec.Version),
+			File: name, Data: data, Name: w.Metadata.Name, Version: string(w.Spec.Version),
 			Type: w.Spec.Template.Type, CloudType: w.Spec.Template.CloudType,
 		}
 		if p.Name == "" {

@@ -13,12 +13,10 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
-	"oras.land/oras-go/v2"
 	orasauth "oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/edgemirror/edgemirror/auth"
 	"github.com/edgemirror/edgemirror/mirror"
-	"github.com/edgemirror/edgemirror/report"
 	"github.com/edgemirror/edgemirror/transport"
 )
 
@@ -211,147 +209,6 @@ func (s *session) ping(e *env, plan *mirror.Plan) error {
 		}
 	}
 	return nil
-}
-
-// registryCmd is a command that talks to registries: mirror and audit.
-type registryCmd struct {
-	name string
-	pf   profileFlags
-	tf   targetFlags
-	sf   sourceFlags
-	rf   runFlags
-	of   outputFlags
-
-	copies bool // writes to the target: chunked uploads and their journal
-
-	started   time.Time
-	platforms []string
-	threshold int64
-	chunk     int64
-	journal   *mirror.Journal
-	plan      *mirror.Plan
-	session   *session
-	progress  *report.Progress
-}
-
-// prepare parses the flags, plans, connects, pings the targets and starts
-// the progress output; extra adds command-specific flags.
-func (c *registryCmd) prepare(e *env, args []string, extra func(*pflag.FlagSet)) error {
-	fs := newFlagSet(e, c.name, "-p PROFILE... -r REGISTRY [flags]")
-	c.pf.add(fs)
-	c.tf.add(fs)
-	c.sf.add(fs)
-	c.rf.add(fs)
-	c.of.add(fs)
-	if extra != nil {
-		extra(fs)
-	}
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := c.of.check(); err != nil {
-		return err
-	}
-	if c.tf.passwordStdin && containsStdin(c.pf.files) {
-		return usageErr(errors.New("--password-stdin and -p - both read standard input; give the profile as a file"))
-	}
-	var err error
-	if c.platforms, err = mirror.ParsePlatforms(c.rf.platforms); err != nil {
-		return usageErr(err)
-	}
-	// Every flag is checked before the first request: bad usage is exit 2
-	// at once, not a network error after the retries.
-	if _, err := report.ParseProgressMode(c.rf.progress); err != nil {
-		return usageErr(err)
-	}
-	if c.rf.jobs < 1 {
-		return usageErr(fmt.Errorf("--jobs %d: at least 1", c.rf.jobs))
-	}
-	if c.copies {
-		if c.threshold, c.chunk, c.journal, err = c.rf.chunking(); err != nil {
-			return err
-		}
-	}
-	c.started = time.Now()
-	rules, ud, err := c.tf.rules()
-	if err != nil {
-		return err
-	}
-	res, err := c.pf.load(e)
-	if err != nil {
-		return err
-	}
-	if c.session, err = connect(e, &c.tf, &c.sf, &c.rf, rules, ud); err != nil {
-		return err
-	}
-	c.plan = mirror.Build(res, rules)
-	c.plan.Warnings = append(c.plan.Warnings, userDataWarnings(ud)...)
-	if err := c.session.ping(e, c.plan); err != nil {
-		return err
-	}
-	planned := 0
-	for _, im := range c.plan.Images {
-		if im.Status == mirror.Planned {
-			planned++
-		}
-	}
-	c.progress, err = report.NewProgress(e.stderr, report.ProgressMode(c.rf.progress), isTerminal(e.stderr), planned, 0)
-	if err != nil {
-		return usageErr(err)
-	}
-	return nil
-}
-
-// options are the engine options of the run.
-func (c *registryCmd) options() mirror.Options {
-	return mirror.Options{
-		Jobs:      c.rf.jobs,
-		Platforms: c.platforms,
-		Source:    func(name string) (oras.ReadOnlyTarget, error) { return c.session.source.Repository(name) },
-		Target:    func(name string) (oras.Target, error) { return c.session.target.Repository(name) },
-		Hooks:     c.progress.Hooks(),
-
-		ChunkThreshold: c.threshold,
-		ChunkSize:      c.chunk,
-		Journal:        c.journal,
-	}
-}
-
-// report stops the progress and writes the result; stats may be nil.
-func (c *registryCmd) report(e *env, stats *mirror.Stats) (int, error) {
-	c.progress.Stop()
-	rep := report.New(c.name, Version, c.session.rules.Registry, c.plan, c.started)
-	if stats != nil {
-		rep.Summary.BytesUploaded, rep.Summary.BytesMounted = stats.BytesUploaded, stats.BytesMounted
-		rep.Summary.BlobsUploaded, rep.Summary.BlobsMounted, rep.Summary.BlobsSkipped = stats.BlobsUploaded, stats.BlobsMounted, stats.BlobsSkipped
-	}
-	code, err := finish(e, rep, c.of)
-	if err == nil && e.ctx.Err() != nil {
-		fmt.Fprintf(e.stderr, "edgemirror %s: interrupted; run the same command again to continue\n", c.name)
-		return ExitOperation, nil
-	}
-	return code, err
-}
-
-func runMirror(e *env, args []string) (int, error) {
-	c := &registryCmd{name: "mirror", copies: true}
-	if err := c.prepare(e, args, nil); err != nil {
-		return 0, err
-	}
-	stats := mirror.Copy(e.ctx, c.plan, c.options())
-	return c.report(e, &stats)
-}
-
-func runAudit(e *env, args []string) (int, error) {
-	c := &registryCmd{name: "audit"}
-	var verify bool
-	if err := c.prepare(e, args, func(fs *pflag.FlagSet) {
-		fs.BoolVar(&verify, "verify-source", false, "also resolve each source and report a target that points at another digest as mismatch")
-	}); err != nil {
-		return 0, err
-	}
-	mirror.Audit(e.ctx, c.plan, c.options(), verify)
-	return c.report(e, nil)
 }
 
 func containsStdin(files []string) bool {
