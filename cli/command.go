@@ -195,6 +195,8 @@ func (c *registryCmd) options() mirror.Options {
 		ChunkThreshold: c.threshold,
 		ChunkSize:      c.chunk,
 		Journal:        c.journal,
+
+		IncludeReferrers: c.rf.referrers,
 	}
 	if c.input != nil {
 		o.Source = func(name string) (oras.ReadOnlyTarget, error) { return c.input.Repository(name), nil }

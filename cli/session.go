@@ -46,6 +46,7 @@ type runFlags struct {
 	stateDir  string
 	threshold string
 	chunk     string
+	referrers bool
 }
 
 func (f *runFlags) add(fs *pflag.FlagSet) {
@@ -56,6 +57,7 @@ func (f *runFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.stateDir, "state-dir", mirror.DefaultStateDir(), "where chunked uploads are journaled, so an interrupted run resumes them")
 	fs.StringVar(&f.threshold, "chunk-threshold", "16MiB", "blobs larger than this are uploaded in resumable chunks")
 	fs.StringVar(&f.chunk, "chunk-size", "16MiB", "size of each chunk of a resumable upload")
+	fs.BoolVar(&f.referrers, "include-referrers", false, "also copy each image's referrers (signatures, SBOMs, attestations)")
 }
 
 // chunking parses the chunk flags and opens the journal.

@@ -21,6 +21,7 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/oci"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
 
 	"github.com/edgemirror/edgemirror/profile"
 )
@@ -48,6 +49,7 @@ type layoutStore interface {
 	oras.ReadOnlyTarget
 	Tag(ctx context.Context, desc ocispec.Descriptor, reference string) error
 	Push(ctx context.Context, expected ocispec.Descriptor, r io.Reader) error
+	Predecessors(ctx context.Context, node ocispec.Descriptor) ([]ocispec.Descriptor, error)
 }
 
 // bundleRepo is one repository inside an OCI layout: its tags are kept as
@@ -89,6 +91,21 @@ func (b *bundleRepo) Push(ctx context.Context, d ocispec.Descriptor, r io.Reader
 // Tag tags d with this repository's ref.
 func (b *bundleRepo) Tag(ctx context.Context, d ocispec.Descriptor, ref string) error {
 	return b.store.Tag(ctx, d, b.full(ref))
+}
+
+// Referrers lists the manifests of the layout whose subject is desc.
+func (b *bundleRepo) Referrers(ctx context.Context, desc ocispec.Descriptor, artifactType string, fn func([]ocispec.Descriptor) error) error {
+	refs, err := registry.Referrers(ctx, b.store, desc, artifactType)
+	if err != nil {
+		return err
+	}
+	return fn(refs)
+}
+
+// KeepReferrer names a referrer in index.json (as NAME@DIGEST): an OCI
+// layout reader finds only what the index names, and a referrer has no tag.
+func (b *bundleRepo) KeepReferrer(ctx context.Context, desc ocispec.Descriptor) error {
+	return b.store.Tag(ctx, desc, b.full(desc.Digest.String()))
 }
 
 // UploadChunked writes a large blob through a partial file that survives an

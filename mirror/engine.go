@@ -62,6 +62,9 @@ type Options struct {
 	// Journal records chunked uploads so a later run resumes them; nil
 	// keeps them in memory only (a cut within the run still resumes).
 	Journal *Journal
+	// IncludeReferrers also copies each manifest's referrers (signatures,
+	// SBOMs, attestations), recursively.
+	IncludeReferrers bool
 }
 
 // Defaults of Options.
@@ -229,8 +232,16 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 	existing, err := dst.Resolve(ctx, tgtRef)
 	switch {
 	case err == nil && existing.Digest == root.Digest && !filtering:
-		im.Status, im.Digest, im.Bytes = Present, root.Digest.String(), 0
-		im.Reason = ""
+		im.Status, im.Digest, im.Bytes, im.Reason = Present, root.Digest.String(), 0, ""
+		// Referrers may have been added at the source since the image was
+		// copied: bring them over.
+		j := &imageJob{src: src, dst: dst, repo: im.TargetName}
+		if err := e.copyReferrers(ctx, j, root); err != nil {
+			return err
+		}
+		if j.referrers > 0 {
+			im.Reason = fmt.Sprintf("%d referrer(s) checked or copied", j.referrers)
+		}
 		return nil
 	case err != nil && !errors.Is(err, errdef.ErrNotFound):
 		return fmt.Errorf("checking %s at the target: %w", im.Target, err)
@@ -259,80 +270,139 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 	if existing.Digest != "" {
 		notes = append(notes, fmt.Sprintf("replaced %s, which pointed at %s", tgtRef, existing.Digest))
 	}
-	total, platforms, foreign, err := e.copyNode(ctx, src, dst, im.TargetName, root, raw, tgtRef)
-	if err != nil {
+	j := &imageJob{src: src, dst: dst, repo: im.TargetName}
+	if err := e.copyNode(ctx, j, root, raw, tgtRef); err != nil {
 		return err
 	}
 	if err := verify(ctx, dst, root, tgtRef); err != nil {
 		return err
 	}
-	if foreign > 0 {
-		notes = append(notes, fmt.Sprintf("%d non-distributable layer(s) not copied (the node fetches them from their URLs)", foreign))
+	if j.foreign > 0 {
+		notes = append(notes, fmt.Sprintf("%d non-distributable layer(s) not copied (the node fetches them from their URLs)", j.foreign))
 	}
-	im.Status, im.Digest, im.Bytes, im.Platforms = Copied, root.Digest.String(), total, platforms
+	if j.referrers > 0 {
+		notes = append(notes, fmt.Sprintf("with %d referrer(s) (signatures, SBOMs, attestations)", j.referrers))
+	}
+	im.Status, im.Digest, im.Bytes, im.Platforms = Copied, root.Digest.String(), j.total, j.platforms
 	im.Reason = strings.Join(notes, "; ")
 	return nil
 }
 
+// imageJob is the copy of one image: its two ends and what it added up.
+type imageJob struct {
+	src  oras.ReadOnlyTarget
+	dst  oras.Target
+	repo string // the target repository, for mounts
+
+	mu        sync.Mutex
+	total     int64    // bytes of every manifest and blob of the image
+	platforms []string // of the index's manifests
+	foreign   int      // non-distributable layers left out
+	referrers int      // referrer manifests copied
+}
+
+func (j *imageJob) add(f func(j *imageJob)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	f(j)
+}
+
 // copyNode copies a manifest or index with everything below it, then pushes
-// it byte-exact, tagged with ref when ref is a tag.
-func (e *engine) copyNode(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, repo string, desc ocispec.Descriptor, raw []byte, ref string) (total int64, platforms []string, foreign int, err error) {
-	total = desc.Size
+// it byte-exact, tagged with ref when ref is a tag; with IncludeReferrers,
+// then the referrers of the node.
+func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descriptor, raw []byte, ref string) error {
+	j.add(func(j *imageJob) { j.total += desc.Size })
+	var g errgroup.Group
 	switch desc.MediaType {
 	case dockerSchema1, dockerSchema1Signed:
-		return 0, nil, 0, fmt.Errorf("%s is a Docker schema 1 manifest, which OCI registries refuse; re-push the image with a current client", desc.Digest)
+		return fmt.Errorf("%s is a Docker schema 1 manifest, which OCI registries refuse; re-push the image with a current client", desc.Digest)
 	case ocispec.MediaTypeImageIndex, dockerList:
 		var idx ocispec.Index
 		if err := json.Unmarshal(raw, &idx); err != nil {
-			return 0, nil, 0, fmt.Errorf("index %s is not valid JSON: %w", desc.Digest, err)
+			return fmt.Errorf("index %s is not valid JSON: %w", desc.Digest, err)
 		}
-		var g errgroup.Group
-		var mu sync.Mutex
 		for _, child := range idx.Manifests {
 			g.Go(func() error {
-				craw, err := fetchManifest(ctx, src, child)
+				craw, err := fetchManifest(ctx, j.src, child)
 				if err != nil {
 					return err
 				}
-				n, _, f, err := e.copyNode(ctx, src, dst, repo, child, craw, "")
-				if err != nil {
+				if err := e.copyNode(ctx, j, child, craw, ""); err != nil {
 					return err
 				}
-				mu.Lock()
-				total += n
-				foreign += f
 				if p := child.Platform; p != nil {
-					platforms = append(platforms, platformString(p))
+					j.add(func(j *imageJob) { j.platforms = append(j.platforms, platformString(p)) })
 				}
-				mu.Unlock()
 				return nil
 			})
-		}
-		if err := g.Wait(); err != nil {
-			return 0, nil, 0, err
 		}
 	default:
 		blobs, err := manifestBlobs(desc, raw)
 		if err != nil {
-			return 0, nil, 0, err
+			return err
 		}
-		var g errgroup.Group
 		for _, b := range blobs {
 			if isForeign(b) {
-				foreign++
+				j.add(func(j *imageJob) { j.foreign++ })
 				continue
 			}
-			total += b.Size
-			g.Go(func() error { return e.placeBlob(ctx, src, dst, repo, b) })
-		}
-		if err := g.Wait(); err != nil {
-			return 0, nil, 0, err
+			j.add(func(j *imageJob) { j.total += b.Size })
+			g.Go(func() error { return e.placeBlob(ctx, j.src, j.dst, j.repo, b) })
 		}
 	}
-	if err := pushManifest(ctx, dst, desc, raw, ref); err != nil {
-		return 0, nil, 0, err
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	return total, platforms, foreign, nil
+	if err := pushManifest(ctx, j.dst, desc, raw, ref); err != nil {
+		return err
+	}
+	return e.copyReferrers(ctx, j, desc)
+}
+
+// referrerKeeper is a target that must record a referrer to find it again
+// (an OCI layout lists only what index.json names).
+type referrerKeeper interface {
+	KeepReferrer(ctx context.Context, desc ocispec.Descriptor) error
+}
+
+// copyReferrers copies the referrers of subject (signatures, SBOMs,
+// attestations: OCI 1.1 referrers API, or the tag-schema fallback, as
+// oras-go lists them), each with everything below it and its own referrers.
+// The target indexes them by their subject on push.
+func (e *engine) copyReferrers(ctx context.Context, j *imageJob, subject ocispec.Descriptor) error {
+	if !e.opts.IncludeReferrers {
+		return nil
+	}
+	lister, ok := j.src.(registry.ReferrerLister)
+	if !ok {
+		return nil
+	}
+	var refs []ocispec.Descriptor
+	if err := lister.Referrers(ctx, subject, "", func(page []ocispec.Descriptor) error {
+		refs = append(refs, page...)
+		return nil
+	}); err != nil && !errors.Is(err, errdef.ErrNotFound) {
+		return fmt.Errorf("listing the referrers of %s: %w", subject.Digest, err)
+	}
+	for _, r := range refs {
+		if ok, err := j.dst.Exists(ctx, r); err == nil && ok {
+			continue // copied by an earlier run, with what is below it
+		}
+		raw, err := fetchManifest(ctx, j.src, r)
+		if err != nil {
+			return fmt.Errorf("referrer of %s: %w", subject.Digest, err)
+		}
+		if err := e.copyNode(ctx, j, r, raw, ""); err != nil {
+			return fmt.Errorf("referrer of %s: %w", subject.Digest, err)
+		}
+		if k, ok := j.dst.(referrerKeeper); ok {
+			if err := k.KeepReferrer(ctx, r); err != nil {
+				return err
+			}
+		}
+		j.add(func(j *imageJob) { j.referrers++ })
+	}
+	return nil
 }
 
 // verify checks that the target now serves root at ref.
