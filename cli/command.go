@@ -119,11 +119,9 @@ func (c *registryCmd) prepare(e *env, args []string, extra func(*pflag.FlagSet))
 		}
 	}
 	planned := 0
-	for _, list := range [][]*mirror.Image{c.plan.Images, c.plan.Charts} {
-		for _, im := range list {
-			if im.Status == mirror.Planned {
-				planned++
-			}
+	for _, im := range c.plan.All() {
+		if im.Status == mirror.Planned {
+			planned++
 		}
 	}
 	c.progress, err = report.NewProgress(e.stderr, report.ProgressMode(c.rf.progress), isTerminal(e.stderr), planned, 0)

@@ -29,7 +29,7 @@ func Audit(ctx context.Context, plan *Plan, opts Options, verifySource bool) {
 	}
 	var g errgroup.Group
 	g.SetLimit(opts.Jobs)
-	for _, im := range plan.Images {
+	for _, im := range plan.All() {
 		if im.Status != Planned {
 			continue
 		}
@@ -84,7 +84,7 @@ func auditImage(ctx context.Context, im *Image, opts Options, verifySource bool)
 	im.Status, im.Digest, im.Reason = Present, found.Digest.String(), ""
 	want := im.PinnedDigest
 	if verifySource && want == "" {
-		src, err := opts.Source(im.Name)
+		src, err := opts.source(im)
 		if err != nil {
 			fail(err)
 			return

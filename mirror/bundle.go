@@ -204,30 +204,28 @@ func (l *Layout) Repository(name string) oras.Target {
 // Finish annotates every image and chart in the layout with where it came
 // from, stores the profiles, and writes index.json.
 func (l *Layout) Finish(ctx context.Context, plan *Plan, profiles []*profile.Profile) error {
-	for _, list := range [][]*Image{plan.Images, plan.Charts} {
-		for _, im := range list {
-			if im.Status != Copied && im.Status != Present {
-				continue
-			}
-			desc, err := l.rootDescriptor(ctx, im)
-			if err != nil {
-				return fmt.Errorf("bundle: %s: %w", im.Target, err)
-			}
-			origins, err := json.Marshal(im.Origins)
-			if err != nil {
-				return err
-			}
-			desc.Annotations = map[string]string{
-				AnnotationSource: im.Source, AnnotationCanonical: im.Canonical, AnnotationOrigins: string(origins),
-			}
-			if im.Chart != nil {
-				desc.Annotations[AnnotationChartRepo] = im.Chart.Repo
-				desc.Annotations[AnnotationChartName] = im.Chart.Name
-				desc.Annotations[AnnotationChartVer] = im.Chart.Version
-			}
-			if err := l.store.Tag(ctx, desc, im.Target); err != nil {
-				return fmt.Errorf("bundle: %s: %w", im.Target, err)
-			}
+	for _, im := range plan.All() {
+		if im.Status != Copied && im.Status != Present {
+			continue
+		}
+		desc, err := l.rootDescriptor(ctx, im)
+		if err != nil {
+			return fmt.Errorf("bundle: %s: %w", im.Target, err)
+		}
+		origins, err := json.Marshal(im.Origins)
+		if err != nil {
+			return err
+		}
+		desc.Annotations = map[string]string{
+			AnnotationSource: im.Source, AnnotationCanonical: im.Canonical, AnnotationOrigins: string(origins),
+		}
+		if im.Chart != nil {
+			desc.Annotations[AnnotationChartRepo] = im.Chart.Repo
+			desc.Annotations[AnnotationChartName] = im.Chart.Name
+			desc.Annotations[AnnotationChartVer] = im.Chart.Version
+		}
+		if err := l.store.Tag(ctx, desc, im.Target); err != nil {
+			return fmt.Errorf("bundle: %s: %w", im.Target, err)
 		}
 	}
 	if err := l.saveProfiles(ctx, profiles); err != nil {

@@ -65,6 +65,23 @@ type Options struct {
 	// IncludeReferrers also copies each manifest's referrers (signatures,
 	// SBOMs, attestations), recursively.
 	IncludeReferrers bool
+	// Charts opens a chart from an HTTP(S) Helm repository as an OCI chart
+	// (see HelmChart); nil reads every chart through Source by its name
+	// (oci:// charts, or a bundle).
+	Charts func(im *Image) (oras.ReadOnlyTarget, error)
+}
+
+// source opens where im is read from.
+func (o *Options) source(im *Image) (oras.ReadOnlyTarget, error) {
+	if im.Chart != nil && o.Charts != nil && isHTTP(im.Chart.Repo) {
+		return o.Charts(im)
+	}
+	return o.Source(im.Name)
+}
+
+func isHTTP(repo string) bool {
+	r := strings.ToLower(repo)
+	return strings.HasPrefix(r, "https://") || strings.HasPrefix(r, "http://")
 }
 
 // Defaults of Options.
@@ -150,7 +167,8 @@ func Copy(ctx context.Context, plan *Plan, opts Options) Stats {
 	var g errgroup.Group
 	// Metadata requests of many images overlap; blob bytes are bounded by slots.
 	g.SetLimit(opts.Jobs * 4)
-	for _, im := range plan.Images { // the provider image is first in the plan
+	// The provider image is first in the plan; charts come after images.
+	for _, im := range plan.All() {
 		if im.Status != Planned {
 			continue
 		}
@@ -202,7 +220,7 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 	if err := ctx.Err(); err != nil {
 		return err // interrupted: start nothing new
 	}
-	src, err := e.opts.Source(im.Name)
+	src, err := e.opts.source(im)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", im.Name, err)
 	}

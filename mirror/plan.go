@@ -136,6 +136,11 @@ type Plan struct {
 	Warnings []string
 }
 
+// All lists the images, then the charts.
+func (p *Plan) All() []*Image {
+	return append(append([]*Image(nil), p.Images...), p.Charts...)
+}
+
 // Validate checks the registry and mapping targets; the error is one line
 // naming the flag value.
 func (r Rules) Validate() error {
