@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,7 @@ type registryCmd struct {
 	bundlePath string // --bundle
 	output     string // -O
 
+	ctx       context.Context // the run's, for the chart reader
 	started   time.Time
 	platforms []string
 	threshold int64
@@ -181,8 +183,8 @@ func (c *registryCmd) load(e *env) (*profile.Result, error) {
 	return b.Result, nil
 }
 
-// options are the engine options of the run.
-func (c *registryCmd) options() mirror.Options {
+// options are the engine options of the run; ctx bounds the chart reads.
+func (c *registryCmd) options(ctx context.Context) mirror.Options {
 	o := mirror.Options{
 		Jobs:      c.rf.jobs,
 		Platforms: c.platforms,
@@ -198,6 +200,10 @@ func (c *registryCmd) options() mirror.Options {
 	}
 	if c.input != nil {
 		o.Source = func(name string) (oras.ReadOnlyTarget, error) { return c.input.Repository(name), nil }
+	} else {
+		o.Charts = func(im *mirror.Image) (oras.ReadOnlyTarget, error) {
+			return mirror.HelmChart(ctx, c.session.charts, im.Chart.Repo, im.Chart.Name, im.Chart.Version, im.Tag)
+		}
 	}
 	return o
 }
@@ -227,7 +233,7 @@ func runMirror(e *env, args []string) (int, error) {
 	if err := c.prepare(e, args, nil); err != nil {
 		return 0, err
 	}
-	stats := mirror.Copy(e.ctx, c.plan, c.options())
+	stats := mirror.Copy(e.ctx, c.plan, c.options(e.ctx))
 	return c.report(e, &stats)
 }
 
@@ -239,7 +245,7 @@ func runAudit(e *env, args []string) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	mirror.Audit(e.ctx, c.plan, c.options(), verify)
+	mirror.Audit(e.ctx, c.plan, c.options(e.ctx), verify)
 	return c.report(e, nil)
 }
 
@@ -248,7 +254,7 @@ func runPush(e *env, args []string) (int, error) {
 	if err := c.prepare(e, args, nil); err != nil {
 		return 0, err
 	}
-	stats := mirror.Copy(e.ctx, c.plan, c.options())
+	stats := mirror.Copy(e.ctx, c.plan, c.options(e.ctx))
 	return c.report(e, &stats)
 }
 
@@ -268,7 +274,7 @@ func runSave(e *env, args []string) (int, error) {
 	if err != nil {
 		return 0, opErr(err)
 	}
-	opts := c.options()
+	opts := c.options(e.ctx)
 	opts.Target = func(name string) (oras.Target, error) { return layout.Repository(name), nil }
 	stats := mirror.Copy(e.ctx, c.plan, opts)
 	if err := layout.Finish(e.ctx, c.plan, c.profiles); err != nil {

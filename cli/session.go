@@ -103,6 +103,8 @@ type session struct {
 	userData *auth.UserData
 	source   mirror.Endpoint
 	target   mirror.Endpoint
+	// charts reaches HTTP(S) Helm repositories (the source TLS settings).
+	charts *http.Client
 }
 
 // connect builds the HTTP clients and credential store of a run.
@@ -176,7 +178,7 @@ func connect(e *env, tf *targetFlags, sf *sourceFlags, rf *runFlags, rules mirro
 		return &orasauth.Client{Client: c, Credential: store.Credential, Cache: orasauth.NewCache(), Header: http.Header{"User-Agent": {ua}}}
 	}
 	return &session{
-		rules: rules, userData: ud,
+		rules: rules, userData: ud, charts: sc,
 		target: mirror.Endpoint{Client: newClient(tc), PlainHTTP: tf.plainHTTP},
 		source: mirror.Endpoint{Client: newClient(sc), PlainHTTP: sf.plainHTTP, Mirrors: mirrors},
 	}, nil
