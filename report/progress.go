@@ -185,18 +185,19 @@ func (p *Progress) updateBar() {
 	p.bar.Describe(p.describe())
 }
 
-// Stop ends the progress output; plain mode prints a last summary line.
+// Stop ends the progress output with a last summary line.
 func (p *Progress) Stop() {
 	close(p.stop)
 	p.wg.Wait()
-	switch p.mode {
-	case ProgressBar:
-		p.mu.Lock()
-		_ = p.bar.Finish()
-		p.mu.Unlock()
-	case ProgressPlain:
-		p.line(p.summary())
+	if p.mode == ProgressNone {
+		return
 	}
+	if p.mode == ProgressBar {
+		p.mu.Lock()
+		_ = p.bar.Finish() // clears the bar
+		p.mu.Unlock()
+	}
+	p.line(p.summary())
 }
 
 // Bytes formats a byte count with binary units.
