@@ -70,10 +70,8 @@ func (c *corpus) seed(t *testing.T, src *registry.Registry) {
 	for _, ci := range c.images {
 		ref := src.Host() + "/" + ci.path
 		var err error
-		if ci.index != nil {
-			ci.built, err = imagebuild.PushIndex(ctx, target, ref, *ci.index)
-		} else {
-			ci.built, err = imagebuild.PushImage(ctx, target, ref, *ci.image)
+		if ci.built, err = imagebuild.BuildEither(ci.image, ci.index); err == nil {
+			err = imagebuild.Push(ctx, target, ref, ci.built)
 		}
 		if err != nil {
 			t.Fatalf("seeding %s: %v", ref, err)

@@ -412,3 +412,15 @@ func (b *Built) Platforms() []string {
 	slices.Sort(ps)
 	return ps
 }
+
+// BuildEither builds idx when it is set, else img: for corpora whose
+// entries are one or the other.
+func BuildEither(img *Image, idx *Index) (*Built, error) {
+	if idx != nil {
+		return idx.Build()
+	}
+	if img == nil {
+		return nil, fmt.Errorf("imagebuild: neither an image nor an index")
+	}
+	return img.Build()
+}

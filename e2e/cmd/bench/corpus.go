@@ -112,15 +112,7 @@ func newCorpus(scale float64) *corpus {
 // build builds every image and computes the unique sizes.
 func (c *corpus) build() error {
 	for _, im := range c.images {
-		var (
-			b   *imagebuild.Built
-			err error
-		)
-		if im.index != nil {
-			b, err = im.index.Build()
-		} else {
-			b, err = im.image.Build()
-		}
+		b, err := imagebuild.BuildEither(im.image, im.index)
 		if err != nil {
 			return fmt.Errorf("build %s: %w", im.ref, err)
 		}

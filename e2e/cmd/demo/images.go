@@ -22,15 +22,7 @@ type demoImage struct {
 
 // build builds the image or index.
 func (im demoImage) build() (*imagebuild.Built, error) {
-	var (
-		b   *imagebuild.Built
-		err error
-	)
-	if im.index != nil {
-		b, err = im.index.Build()
-	} else {
-		b, err = im.image.Build()
-	}
+	b, err := imagebuild.BuildEither(im.image, im.index)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", im.ref, err)
 	}
