@@ -622,12 +622,10 @@ func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.T
 		if err == nil || attempt == blobAttempts || !transient(err) {
 			return err
 		}
-		select {
-		case <-time.After(wait):
-			wait *= 2
-		case <-ctx.Done():
+		if sleep(ctx, wait) != nil {
 			return err
 		}
+		wait *= 2
 	}
 }
 
