@@ -66,7 +66,7 @@ func standardCorpus() *corpus {
 func (c *corpus) seed(t *testing.T, src *registry.Registry) {
 	t.Helper()
 	ctx := context.Background()
-	target := imagebuild.Target{PlainHTTP: src.PlainHTTP(), RootCAs: src.CertPool}
+	target := reach(src)
 	for _, ci := range c.images {
 		ref := src.Host() + "/" + ci.path
 		var err error
@@ -117,6 +117,15 @@ func (c *corpus) writeProfile(t *testing.T, name string) string {
 	return path
 }
 
+// reach says how to reach r: its TLS and its credentials.
+func reach(r *registry.Registry) imagebuild.Target {
+	target := imagebuild.Target{PlainHTTP: r.PlainHTTP(), RootCAs: r.CertPool}
+	for user, pass := range r.Options().Users {
+		target.Username, target.Password = user, pass
+	}
+	return target
+}
+
 // builts lists every seeded image.
 func (c *corpus) builts() []*imagebuild.Built {
 	var out []*imagebuild.Built
@@ -161,10 +170,7 @@ func cutTag(path string) (string, string, bool) {
 // digest.
 func (c *corpus) checkTarget(t *testing.T, tgt *registry.Registry, externalPath string) {
 	t.Helper()
-	target := imagebuild.Target{PlainHTTP: tgt.PlainHTTP(), RootCAs: tgt.CertPool}
-	for user, pass := range tgt.Options().Users {
-		target.Username, target.Password = user, pass
-	}
+	target := reach(tgt)
 	ctx := context.Background()
 	for _, ci := range c.images {
 		ref := ci.targetRef(tgt.Host() + externalPath)
