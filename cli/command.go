@@ -13,6 +13,7 @@ import (
 	"oras.land/oras-go/v2"
 
 	"github.com/edgemirror/edgemirror/auth"
+	"github.com/edgemirror/edgemirror/helmrepo"
 	"github.com/edgemirror/edgemirror/mirror"
 	"github.com/edgemirror/edgemirror/profile"
 	"github.com/edgemirror/edgemirror/report"
@@ -202,7 +203,7 @@ func (c *registryCmd) options(ctx context.Context) mirror.Options {
 		o.Source = func(name string) (oras.ReadOnlyTarget, error) { return c.input.Repository(name), nil }
 	} else {
 		o.Charts = func(im *mirror.Image) (oras.ReadOnlyTarget, error) {
-			return mirror.HelmChart(ctx, c.session.charts, im.Chart.Repo, im.Chart.Name, im.Chart.Version, im.Tag)
+			return helmrepo.Chart(ctx, c.session.charts, im.Chart.Repo, im.Chart.Name, im.Chart.Version, im.Tag)
 		}
 	}
 	return o

@@ -66,7 +66,7 @@ type Options struct {
 	// SBOMs, attestations), recursively.
 	IncludeReferrers bool
 	// Charts opens a chart from an HTTP(S) Helm repository as an OCI chart
-	// (see HelmChart); nil reads every chart through Source by its name
+	// (see helmrepo.Chart); nil reads every chart through Source by its name
 	// (oci:// charts, or a bundle).
 	Charts func(im *Image) (oras.ReadOnlyTarget, error)
 }

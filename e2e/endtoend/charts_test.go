@@ -21,7 +21,7 @@ import (
 
 	"github.com/edgemirror/edgemirror/e2e/imagebuild"
 	"github.com/edgemirror/edgemirror/e2e/registry"
-	"github.com/edgemirror/edgemirror/mirror"
+	"github.com/edgemirror/edgemirror/helmrepo"
 )
 
 // chartArchive builds a Helm chart archive as `helm package` lays it out.
@@ -119,7 +119,7 @@ func helmPull(t *testing.T, ref string) (config map[string]any, archive []byte) 
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Config.MediaType != mirror.HelmConfigMediaType || len(m.Layers) != 1 || m.Layers[0].MediaType != mirror.HelmChartMediaType {
+	if m.Config.MediaType != helmrepo.ConfigMediaType || len(m.Layers) != 1 || m.Layers[0].MediaType != helmrepo.ChartMediaType {
 		t.Fatalf("%s is not an OCI Helm chart: config %s, layers %+v", ref, m.Config.MediaType, m.Layers)
 	}
 	cfg, err := content.FetchAll(ctx, repo, m.Config)
@@ -149,7 +149,7 @@ func TestCharts(t *testing.T) {
 
 	// The oci:// chart: put edge-agent into the source registry as an OCI chart.
 	ctx := context.Background()
-	store, err := mirror.HelmChart(ctx, nil, repoURL, "edge-agent", "0.9.1", "0.9.1")
+	store, err := helmrepo.Chart(ctx, nil, repoURL, "edge-agent", "0.9.1", "0.9.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package mirror
+// Package helmrepo reads a chart from a Helm HTTP(S) repository (through its
+// index.yaml) and turns it into the OCI Helm chart `helm push` would store, so
+// that charts named by profiles can be mirrored to a registry.
+package helmrepo
 
 import (
 	"archive/tar"
@@ -35,15 +38,15 @@ import (
 // Media types of a Helm chart stored in an OCI registry, as `helm push`
 // writes them (helm.sh/helm pkg/registry/constants.go).
 const (
-	// HelmConfigMediaType is the media type of the config blob: the
+	// ConfigMediaType is the media type of the config blob: the
 	// chart's metadata (Chart.yaml) as JSON.
-	HelmConfigMediaType = "application/vnd.cncf.helm.config.v1+json"
-	// HelmChartMediaType is the media type of the layer: the chart
+	ConfigMediaType = "application/vnd.cncf.helm.config.v1+json"
+	// ChartMediaType is the media type of the layer: the chart
 	// archive (.tgz), byte for byte.
-	HelmChartMediaType = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+	ChartMediaType = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 )
 
-// helmLimits bounds what HelmChart reads; tests lower them.
+// helmLimits bounds what Chart reads; tests lower them.
 type helmLimits struct {
 	index    int64 // index.yaml as downloaded
 	archive  int64 // the chart archive (.tgz) as downloaded
@@ -58,7 +61,7 @@ var defaultHelmLimits = helmLimits{
 	unpacked: 1 << 30,
 }
 
-// HelmChart fetches chart name at version from the Helm repository repoURL
+// Chart fetches chart name at version from the Helm repository repoURL
 // (http or https; through its index.yaml) and returns it as an OCI Helm
 // chart in a read-only store: the manifest (tagged tag), its config
 // (application/vnd.cncf.helm.config.v1+json: the chart's metadata as Helm
@@ -76,7 +79,7 @@ var defaultHelmLimits = helmLimits{
 // Every error is one line, starts with "chart NAME VERSION from URL: " and
 // shows URLs without userinfo or query. client nil means
 // http.DefaultClient.
-func HelmChart(ctx context.Context, client *http.Client, repoURL, name, version, tag string) (oras.ReadOnlyTarget, error) {
+func Chart(ctx context.Context, client *http.Client, repoURL, name, version, tag string) (oras.ReadOnlyTarget, error) {
 	return helmChart(ctx, client, repoURL, name, version, tag, defaultHelmLimits)
 }
 
@@ -168,8 +171,8 @@ func helmStore(ctx context.Context, meta *helmMetadata, created time.Time, archi
 	if err != nil {
 		return nil, fmt.Errorf("encoding the chart metadata: %w", err)
 	}
-	configDesc := ocispec.Descriptor{MediaType: HelmConfigMediaType, Digest: digest.FromBytes(config), Size: int64(len(config))}
-	layerDesc := ocispec.Descriptor{MediaType: HelmChartMediaType, Digest: digest.FromBytes(archive), Size: int64(len(archive))}
+	configDesc := ocispec.Descriptor{MediaType: ConfigMediaType, Digest: digest.FromBytes(config), Size: int64(len(config))}
+	layerDesc := ocispec.Descriptor{MediaType: ChartMediaType, Digest: digest.FromBytes(archive), Size: int64(len(archive))}
 	manifest, err := json.Marshal(ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		// Helm leaves mediaType out of the manifest body; the OCI image spec
@@ -385,7 +388,7 @@ func helmRedact(raw string) string {
 	return scheme + rest
 }
 
-// helmIndex is the part of a repository's index.yaml HelmChart reads
+// helmIndex is the part of a repository's index.yaml Chart reads
 // (helm.sh/helm pkg/repo IndexFile).
 type helmIndex struct {
 	APIVersion helmString                   `json:"apiVersion" yaml:"apiVersion"`

@@ -1,4 +1,4 @@
-package mirror
+package helmrepo
 
 import (
 	"archive/tar"
@@ -244,7 +244,7 @@ func TestHelmChart(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			store, err := HelmChart(ctx, nil, tc.repo, tc.chart, tc.version, tc.tag)
+			store, err := Chart(ctx, nil, tc.repo, tc.chart, tc.version, tc.tag)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -266,7 +266,7 @@ func TestHelmChart(t *testing.T) {
 			if m.SchemaVersion != 2 || m.MediaType != ocispec.MediaTypeImageManifest {
 				t.Errorf("schemaVersion %d mediaType %q", m.SchemaVersion, m.MediaType)
 			}
-			if m.Config.MediaType != HelmConfigMediaType || len(m.Layers) != 1 || m.Layers[0].MediaType != HelmChartMediaType {
+			if m.Config.MediaType != ConfigMediaType || len(m.Layers) != 1 || m.Layers[0].MediaType != ChartMediaType {
 				t.Fatalf("not a Helm chart manifest: %+v", m)
 			}
 			if got, want := helmRead(t, store, m.Layers[0]), repo.archives[tc.archive]; !bytes.Equal(got, want) {
@@ -293,7 +293,7 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("copy: %v", err)
 			}
 			// Same chart, same bytes: the manifest digest is stable.
-			again, err := HelmChart(ctx, nil, tc.repo, tc.chart, tc.version, tc.tag)
+			again, err := Chart(ctx, nil, tc.repo, tc.chart, tc.version, tc.tag)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -419,7 +419,7 @@ func TestHelmChartCancelled(t *testing.T) {
 	repo := newHelmTestRepo(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := HelmChart(ctx, nil, repo.url+"/stable", "mychart", "1.0.0", "1.0.0")
+	_, err := Chart(ctx, nil, repo.url+"/stable", "mychart", "1.0.0", "1.0.0")
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
 	}
@@ -598,7 +598,7 @@ entries:
 	}))
 	t.Cleanup(home.Close)
 	repoURL := "http://user:s3cret@" + strings.TrimPrefix(home.URL, "http://") + "/charts"
-	if _, err := HelmChart(context.Background(), nil, repoURL, "mychart", "1.0.0", "1.0.0"); err != nil {
+	if _, err := Chart(context.Background(), nil, repoURL, "mychart", "1.0.0", "1.0.0"); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
