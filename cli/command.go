@@ -278,7 +278,8 @@ func runSave(e *env, args []string) (int, error) {
 	opts := c.options(e.ctx)
 	opts.Target = func(name string) (oras.Target, error) { return layout.Repository(name), nil }
 	stats := mirror.Copy(e.ctx, c.plan, opts)
-	if err := layout.Finish(e.ctx, c.plan, c.profiles); err != nil {
+	// Interrupted or not, record what is in the layout, so a rerun finds it.
+	if err := layout.Finish(context.WithoutCancel(e.ctx), c.plan, c.profiles); err != nil {
 		return 0, opErr(err)
 	}
 	if tarball && e.ctx.Err() == nil {
