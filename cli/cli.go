@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/spf13/pflag"
 )
@@ -30,6 +31,7 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	tty    bool // stderr is a terminal
 }
 
 // exitError carries an exit code with its one-line message.
@@ -69,7 +71,11 @@ func commands() []command {
 // Run runs edgemirror with args (without the program name) and returns the
 // exit code. Output goes only to stdout and stderr.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	// Progress, retry notices and --debug traces reach stderr from many
+	// goroutines at once: one lock keeps their lines whole.
+	tty := isTerminal(stderr)
+	stderr = &lockedWriter{w: stderr}
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, tty: tty}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -110,6 +116,18 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'edgemirror COMMAND --help' for a command's flags.")
 	fmt.Fprintln(w, "Exit codes: 0 all in place, 1 operational error, 2 bad usage or input, 3 images missing, failed or unresolved.")
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // oneLine folds a message onto one line.

@@ -127,7 +127,7 @@ func (c *registryCmd) prepare(e *env, args []string, extra func(*pflag.FlagSet))
 			planned++
 		}
 	}
-	c.progress, err = report.NewProgress(e.stderr, report.ProgressMode(c.rf.progress), isTerminal(e.stderr), planned, 0)
+	c.progress, err = report.NewProgress(e.stderr, report.ProgressMode(c.rf.progress), e.tty, planned, 0)
 	if err != nil {
 		return usageErr(err)
 	}

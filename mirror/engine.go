@@ -694,43 +694,99 @@ func (e *engine) read(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.De
 }
 
 // resumingReader reopens its source at the current offset when a read is
-// cut, a bounded number of times.
+// cut, a bounded number of times. Close may come from another goroutine
+// while a Read is under way: net/http can still be reading a request body
+// when the request has already failed.
 type resumingReader struct {
 	ctx   context.Context
 	open  func(off int64) (io.ReadCloser, error)
-	rc    io.ReadCloser
-	off   int64
-	tries int
+	off   int64 // read by Read only
+	tries int   // read by Read only
+
+	mu     sync.Mutex
+	rc     io.ReadCloser
+	closed bool
 }
 
 // maxReadResumes bounds the reopenings of one blob read.
 const maxReadResumes = 5
 
+// errReaderClosed ends a Read racing with Close.
+var errReaderClosed = errors.New("blob reader closed")
+
+func (r *resumingReader) current() (io.ReadCloser, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rc, r.closed
+}
+
 func (r *resumingReader) Read(p []byte) (int, error) {
 	for {
-		n, err := r.rc.Read(p)
+		rc, closed := r.current()
+		if closed {
+			return 0, errReaderClosed
+		}
+		n, err := rc.Read(p)
 		r.off += int64(n)
 		if err == nil || err == io.EOF || r.ctx.Err() != nil || r.tries >= maxReadResumes ||
 			!(errors.Is(err, io.ErrUnexpectedEOF) || transient(err)) {
 			return n, err
 		}
 		r.tries++
-		r.rc.Close()
+		rc.Close()
 		if serr := sleep(r.ctx, time.Duration(r.tries)*200*time.Millisecond); serr != nil {
 			return n, err
 		}
-		rc, oerr := r.open(r.off)
+		next, oerr := r.open(r.off)
 		if oerr != nil {
 			return n, fmt.Errorf("%w (resuming the read at %d: %v)", err, r.off, oerr)
 		}
-		r.rc = rc
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			next.Close()
+			return n, errReaderClosed
+		}
+		r.rc = next
+		r.mu.Unlock()
 		if n > 0 {
 			return n, nil
 		}
 	}
 }
 
-func (r *resumingReader) Close() error { return r.rc.Close() }
+func (r *resumingReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.rc.Close()
+}
+
+// progressReader reports bytes as they are read, and its end.
+type progressReader struct {
+	rc     io.ReadCloser
+	desc   ocispec.Descriptor
+	hooks  Hooks
+	closed atomic.Bool
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.rc.Read(b)
+	if n > 0 && p.hooks.Progress != nil {
+		p.hooks.Progress(p.desc, int64(n))
+	}
+	return n, err
+}
+
+func (p *progressReader) Close() error {
+	if !p.closed.Swap(true) && p.hooks.BlobEnd != nil {
+		p.hooks.BlobEnd(p.desc)
+	}
+	return p.rc.Close()
+}
 
 // done counts a placed blob.
 func (e *engine) done(b ocispec.Descriptor, how string) {
@@ -747,30 +803,6 @@ func (e *engine) done(b ocispec.Descriptor, how string) {
 	if h := e.opts.Hooks.BlobDone; h != nil {
 		h(b, how)
 	}
-}
-
-// progressReader reports bytes as they are read, and its end.
-type progressReader struct {
-	rc     io.ReadCloser
-	desc   ocispec.Descriptor
-	hooks  Hooks
-	closed bool
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.rc.Read(b)
-	if n > 0 && p.hooks.Progress != nil {
-		p.hooks.Progress(p.desc, int64(n))
-	}
-	return n, err
-}
-
-func (p *progressReader) Close() error {
-	if !p.closed && p.hooks.BlobEnd != nil {
-		p.hooks.BlobEnd(p.desc)
-	}
-	p.closed = true
-	return p.rc.Close()
 }
 
 func sameHost(a, b string) bool {
