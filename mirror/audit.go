@@ -38,6 +38,7 @@ func Audit(ctx context.Context, plan *Plan, opts Options, verifySource bool) {
 				h(im)
 			}
 			auditImage(ctx, im, opts, verifySource)
+			im.Reason = Notes(im.Note, im.Reason)
 			if h := opts.Hooks.ImageDone; h != nil {
 				h(im)
 			}

@@ -68,9 +68,18 @@ func (b *bundleRepo) full(ref string) string {
 	return b.name + ":" + ref
 }
 
-// Resolve finds ref (a tag or a digest) of this repository.
+// Resolve finds ref (a tag or a digest) of this repository. A digest
+// reference of an image saved under its tag (name:tag@digest) is found by
+// the digest alone.
 func (b *bundleRepo) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
-	return b.store.Resolve(ctx, b.full(ref))
+	desc, err := b.store.Resolve(ctx, b.full(ref))
+	if _, derr := digest.Parse(ref); err != nil && derr == nil && errors.Is(err, errdef.ErrNotFound) {
+		if desc, err = b.store.Resolve(ctx, ref); err == nil && desc.MediaType == "application/octet-stream" {
+			// Only a blob by that digest: not a manifest the layout names.
+			return ocispec.Descriptor{}, fmt.Errorf("%s: %w", ref, errdef.ErrNotFound)
+		}
+	}
+	return desc, err
 }
 
 // Fetch reads content by descriptor.
@@ -226,6 +235,13 @@ func (l *Layout) Finish(ctx context.Context, plan *Plan, profiles []*profile.Pro
 		}
 		if err := l.store.Tag(ctx, desc, im.Target); err != nil {
 			return fmt.Errorf("bundle: %s: %w", im.Target, err)
+		}
+		// A name:tag@digest image is also named by its digest, as the node
+		// and push read it.
+		if im.PinnedDigest != "" && im.Tag != "" {
+			if err := l.store.Tag(ctx, desc, im.TargetName+"@"+im.PinnedDigest); err != nil {
+				return fmt.Errorf("bundle: %s: %w", im.Target, err)
+			}
 		}
 	}
 	if err := l.saveProfiles(ctx, profiles); err != nil {

@@ -179,6 +179,7 @@ func Copy(ctx context.Context, plan *Plan, opts Options) Stats {
 				}
 			})
 			e.copyImage(ctx, im)
+			im.Reason = Notes(im.Note, im.Reason)
 			e.hook(func(h Hooks) {
 				if h.ImageDone != nil {
 					h.ImageDone(im)
@@ -278,7 +279,7 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 		}
 		notes = append(notes, note)
 		if existing.Digest == root.Digest {
-			im.Status, im.Digest, im.Reason = Present, root.Digest.String(), strings.Join(notes, "; ")
+			im.Status, im.Digest, im.Reason = Present, root.Digest.String(), Notes(notes...)
 			return nil
 		}
 	}
@@ -302,7 +303,7 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 		notes = append(notes, fmt.Sprintf("with %d referrer(s) (signatures, SBOMs, attestations)", j.referrers))
 	}
 	im.Status, im.Digest, im.Bytes, im.Platforms = Copied, root.Digest.String(), j.total, j.platforms
-	im.Reason = strings.Join(notes, "; ")
+	im.Reason = Notes(notes...)
 	return nil
 }
 

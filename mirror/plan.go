@@ -85,6 +85,9 @@ type Image struct {
 	Bytes int64 `json:"bytes,omitempty"`
 	// Platforms lists os/arch of the copied manifests.
 	Platforms []string `json:"platforms,omitempty"`
+	// Note is what planning has to say about a planned image; the outcome's
+	// reason is added to it.
+	Note string `json:"-"`
 	// Optional marks an image whose absence is a warning, not a failure:
 	// an edge-native k8s layer image, which the provider image carries.
 	Optional bool `json:"optional,omitempty"`
@@ -215,9 +218,48 @@ func Build(res *profile.Result, rules Rules) *Plan {
 	for _, c := range res.Charts {
 		add(&p.Charts, rules.chart(c), c.From)
 	}
+	claimTags(p.Images)
 	// The agent pulls the provider image first, so it is copied first.
 	sort.SliceStable(p.Images, func(i, j int) bool { return p.Images[i].Provider() && !p.Images[j].Provider() })
 	return p
+}
+
+// claimTags resolves rows that would move one target tag to different
+// digests (nginx:1.25 and nginx:1.25@sha256:...): the digest-pinned rows are
+// pushed by digest only, which is how the node pulls them, and the tag goes
+// to the row that names it without a digest.
+func claimTags(images []*Image) {
+	byTarget := map[string][]*Image{}
+	for _, im := range images {
+		if im.Status == Planned && im.Tag != "" {
+			byTarget[im.Target] = append(byTarget[im.Target], im)
+		}
+	}
+	for target, rows := range byTarget {
+		if len(rows) < 2 {
+			continue
+		}
+		for _, im := range rows {
+			if im.PinnedDigest == "" {
+				continue
+			}
+			im.Tag = ""
+			im.Target = im.TargetName + "@" + im.PinnedDigest
+			im.Note = fmt.Sprintf("pushed by digest only: %s is also planned for another digest", target)
+			im.Reason = im.Note
+		}
+	}
+}
+
+// Notes joins the non-empty notes with "; ".
+func Notes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func appendOrigin(list []profile.Provenance, o profile.Provenance) []profile.Provenance {

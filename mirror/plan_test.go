@@ -168,3 +168,22 @@ func FuzzTargets(f *testing.F) {
 		}
 	})
 }
+
+func TestClaimTags(t *testing.T) {
+	const old = "sha256:4c5a1b57e685b2631909b958487f65af7746361346fcd82a8635bea3ef14509d"
+	p := planOf(Rules{Registry: "reg.local"}, "nginx:1.25@"+old, "nginx:1.25", "quay.io/a/b:1@"+old)
+	got := map[string]string{}
+	for _, im := range p.Images {
+		got[im.Source] = im.Target + " | " + im.Reason
+	}
+	want := map[string]string{
+		"nginx:1.25@" + old:    "reg.local/docker.io/library/nginx@" + old + " | pushed by digest only: reg.local/docker.io/library/nginx:1.25 is also planned for another digest",
+		"nginx:1.25":           "reg.local/docker.io/library/nginx:1.25 | ",
+		"quay.io/a/b:1@" + old: "reg.local/quay.io/a/b:1 | ",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+}

@@ -254,7 +254,7 @@ func writeText(w io.Writer, r *Report) error {
 		if im.Target != "" {
 			what += " → " + im.Target
 		}
-		if im.Reason != "" && im.Status != mirror.Planned && im.Status != mirror.Copied && im.Status != mirror.Present {
+		if im.Reason != "" {
 			what += "  (" + im.Reason + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Status, dash(o.Profile), dash(o.Layer), dash(pack), what)

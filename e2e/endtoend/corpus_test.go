@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/edgemirror/edgemirror/e2e/imagebuild"
@@ -56,6 +57,7 @@ func standardCorpus() *corpus {
 		{ref: "quay.io/acme/worker:1.0", path: "quay.io/acme/worker:1.0", layer: "addon", image: img(imagebuild.OCI, base[:1], own(12, 90*kib))},
 		{ref: "ghcr.io/acme/legacy:2", path: "ghcr.io/acme/legacy:2", layer: "addon", image: img(imagebuild.Docker, base, own(13, 40*kib))},
 		{ref: "registry.k8s.io/pause", path: "registry.k8s.io/pause:pinned", pin: true, layer: "k8s", image: img(imagebuild.OCI, own(14, 8*kib))},
+		{ref: "quay.io/acme/pinned:2.0", path: "quay.io/acme/pinned:2.0", pin: true, layer: "addon", image: img(imagebuild.OCI, base[:1], own(15, 20*kib))},
 		{ref: "gcr.io/acme/multi:3.1", path: "gcr.io/acme/multi:3.1", layer: "cni", index: &multi},
 		{ref: "docker.io/acme/dockerlist:5", path: "docker.io/acme/dockerlist:5", layer: "addon", index: &dockerList},
 	}}
@@ -148,9 +150,10 @@ func mirrors(src hoster) []string {
 	return out
 }
 
-// targetRef is where the agent pulls ci from under the external registry.
+// targetRef is where the agent pulls ci from under the external registry:
+// by tag, or by digest for a digest-only reference.
 func (ci *corpusImage) targetRef(registry string) string {
-	if ci.pin {
+	if _, _, tagged := cutTag(strings.SplitN(ci.ref, "@", 2)[0]); ci.pin && !tagged {
 		name, _, _ := cutTag(ci.path)
 		return registry + "/" + name + "@" + ci.built.Descriptor.Digest.String()
 	}

@@ -100,7 +100,7 @@ func TestMirrorCopiesEveryImageOnceThenNothing(t *testing.T) {
 	if err != nil || strings.Count(string(csv), "\nimage,copied,") != len(c.images) {
 		t.Errorf("CSV report %v:\n%s", err, csv)
 	}
-	if !strings.Contains(r.stderr, "progress: ") || !strings.Contains(r.stderr, "[1/8] copied") {
+	if !strings.Contains(r.stderr, "progress: ") || !strings.Contains(r.stderr, "[1/9] copied") {
 		t.Errorf("plain progress lines missing from stderr:\n%s", r.stderr)
 	}
 
