@@ -152,13 +152,15 @@ func connect(e *env, tf *targetFlags, sf *sourceFlags, rf *runFlags, rules mirro
 		targetTLS.CAFiles = []string{tf.caFile}
 	}
 	if ud != nil {
-		host, _, _ := strings.Cut(rules.Registry, "/")
+		// Each user-data registry brings its CAs, and its insecure flag
+		// for its own host only.
 		for _, r := range ud.Registries {
 			for _, c := range r.Certificates {
 				targetTLS.CAPEMs = append(targetTLS.CAPEMs, []byte(c))
 			}
-			if h, _, _ := strings.Cut(r.Domain, "/"); r.Insecure && strings.EqualFold(h, host) {
-				targetTLS.Insecure = true
+			if r.Insecure {
+				h, _, _ := strings.Cut(r.Domain, "/")
+				targetTLS.InsecureHosts = append(targetTLS.InsecureHosts, h)
 			}
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"strings"
 	"time"
 )
 
@@ -58,6 +59,10 @@ const (
 type Options struct {
 	// Insecure skips TLS certificate verification.
 	Insecure bool
+	// InsecureHosts skips TLS certificate verification for these hosts
+	// only (host or host:port, as in the request URL): user-data registries
+	// marked insecure.
+	InsecureHosts []string
 	// CAFiles are PEM files of extra root CAs, trusted in addition to the
 	// system roots. A missing or invalid file is an error naming it.
 	CAFiles []string
@@ -125,8 +130,19 @@ func New(opts Options) (*http.Client, error) {
 		ResponseHeaderTimeout: responseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 	}
+	var next http.RoundTripper = base
+	if len(opts.InsecureHosts) > 0 && !opts.Insecure {
+		skip := base.Clone()
+		skip.TLSClientConfig = tlsConfig.Clone()
+		skip.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // the user data marks these registries insecure
+		hosts := map[string]bool{}
+		for _, h := range opts.InsecureHosts {
+			hosts[strings.ToLower(h)] = true
+		}
+		next = &hostSwitch{hosts: hosts, matched: skip, other: base}
+	}
 	rt := &retryTransport{
-		base:          base,
+		base:          next,
 		userAgent:     opts.UserAgent,
 		maxRetries:    orDefault(opts.MaxRetries, DefaultMaxRetries),
 		minBackoff:    orDefault(opts.MinBackoff, DefaultMinBackoff),
@@ -143,6 +159,21 @@ func New(opts Options) (*http.Client, error) {
 		rt.debug = &lockedWriter{w: opts.Debug}
 	}
 	return &http.Client{Transport: rt}, nil
+}
+
+// hostSwitch sends the requests to some hosts through another transport.
+type hostSwitch struct {
+	hosts          map[string]bool // lower-case host or host:port
+	matched, other http.RoundTripper
+}
+
+// RoundTrip picks the transport by the request's host.
+func (h *hostSwitch) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := strings.ToLower(req.URL.Host)
+	if h.hosts[host] || h.hosts[strings.ToLower(req.URL.Hostname())] {
+		return h.matched.RoundTrip(req)
+	}
+	return h.other.RoundTrip(req)
 }
 
 func orDefault[T int | time.Duration](v, def T) T {

@@ -432,3 +432,24 @@ func TestCAErrors(t *testing.T) {
 		t.Errorf("missing CA file error does not wrap os.ErrNotExist: %v", err)
 	}
 }
+
+// TestInsecureHosts: only the hosts named skip certificate verification.
+func TestInsecureHosts(t *testing.T) {
+	ok := func(w http.ResponseWriter, _ *http.Request) {}
+	trusted := httptest.NewTLSServer(http.HandlerFunc(ok))
+	defer trusted.Close()
+	other := httptest.NewTLSServer(http.HandlerFunc(ok))
+	defer other.Close()
+	c, err := New(Options{InsecureHosts: []string{strings.TrimPrefix(trusted.URL, "https://")}, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Get(trusted.URL)
+	if err != nil {
+		t.Fatalf("insecure host: %v", err)
+	}
+	resp.Body.Close()
+	if _, err := c.Get(other.URL); err == nil || Reason(err) != ReasonTLS {
+		t.Fatalf("other host: error %v (reason %q), want a TLS failure", err, Reason(err))
+	}
+}

@@ -100,3 +100,44 @@ stylus:
 		}
 	}
 }
+
+// TestUserDataInsecureMappedRegistry: a registry of
+// stylus.externalRegistries marked insecure is reached without verifying
+// its certificate, also when images go there only through mapping rules.
+func TestUserDataInsecureMappedRegistry(t *testing.T) {
+	c, src, tgt := setup(t, registry.Options{TLS: true})
+	ud := fmt.Sprintf(`#cloud-config
+stylus:
+  externalRegistries:
+    registries:
+      - domain: %[1]s
+        insecure: true
+    registryMappingRules:
+      quay.io: %[1]s/mapped/quay.io
+`, tgt.Host())
+	userData := filepath.Join(t.TempDir(), "user-data.yaml")
+	if err := os.WriteFile(userData, []byte(ud), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"mirror", "-p", c.profile, "--user-data", userData, "--source-plain-http", "--progress", "none", "-o", "json"}, mirrors(src)...)
+	r := run(t, "", args...)
+	rep := decode(t, r)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	copied := 0
+	for _, im := range rep.Images {
+		switch {
+		case strings.HasPrefix(im.Source, "quay.io/"):
+			if im.Status != "copied" || !strings.HasPrefix(im.Target, tgt.Host()+"/mapped/quay.io/") {
+				t.Errorf("%s: %s → %s (%s)", im.Source, im.Status, im.Target, im.Reason)
+			}
+			copied++
+		case im.Status != "unmapped":
+			t.Errorf("%s: %s, want unmapped (no rule sends it anywhere)", im.Source, im.Status)
+		}
+	}
+	if copied == 0 {
+		t.Fatal("no quay.io image in the corpus")
+	}
+}
