@@ -214,6 +214,9 @@ func (e *engine) copyImage(ctx context.Context, im *Image) {
 	}
 }
 
+// errMountRefused declines oras-go's upload after a refused mount.
+var errMountRefused = errors.New("mount refused")
+
 // errSourceMissing marks an image that is not at the source.
 var errSourceMissing = errors.New("not found at the source")
 
@@ -570,25 +573,19 @@ func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst ora
 		return nil
 	}
 	if m, ok := dst.(registry.Mounter); ok && other != "" && sameHost(other, repo) {
-		uploaded := false
-		err := m.Mount(ctx, b, repoPath(other), func() (io.ReadCloser, error) {
-			// The registry refused the mount: upload instead.
-			uploaded = true
-			return e.read(ctx, src, b, 0)
-		})
+		// When the registry refuses the mount, oras-go would stream the whole
+		// blob in one PUT outside the transfer slots, without chunks or
+		// retries: decline, and upload below the usual way.
+		err := m.Mount(ctx, b, repoPath(other), func() (io.ReadCloser, error) { return nil, errMountRefused })
 		if err == nil {
 			e.remember(b.Digest, repo)
-			if uploaded {
-				e.done(b, "uploaded")
-			} else {
-				e.done(b, "mounted")
-			}
+			e.done(b, "mounted")
 			return nil
 		}
 		if ctx.Err() != nil {
 			return err
 		}
-		// A failed mount is not fatal: look, then upload.
+		// A refused or failed mount is not fatal: look, then upload.
 	}
 	ok, err := dst.Exists(ctx, b)
 	if err != nil {

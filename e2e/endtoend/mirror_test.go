@@ -2,6 +2,7 @@ package endtoend
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,4 +213,33 @@ func TestMirrorRetriesTransientAnswers(t *testing.T) {
 		t.Errorf("retries are not reported on stderr:\n%s", r.stderr)
 	}
 	c.checkTarget(t, tgt, external)
+}
+
+// TestMirrorRegistryRefusingMounts: a registry that answers mounts with
+// 202 gets plain uploads, still at most -j at a time.
+func TestMirrorRegistryRefusingMounts(t *testing.T) {
+	c, src, tgt := setup(t, registry.Options{})
+	proxy, err := faultproxy.New("http://"+tgt.Host(), faultproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	proxy.SetHook(func(_ *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
+		if info.Kind == faultproxy.KindMount {
+			return faultproxy.Respond(http.StatusAccepted, http.Header{"Location": {"/v2/refused/blobs/uploads/0"}}, nil), true
+		}
+		return faultproxy.Fault{}, false
+	})
+	r := run(t, "", mirrorArgs(c, src, proxy.Host(), "--plain-http")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	c.checkTarget(t, tgt, external)
+	st := proxy.Stats()
+	if st.ByKind[faultproxy.KindMount] == 0 || st.MountsSucceeded != 0 {
+		t.Fatalf("mounts asked %d, succeeded %d: the test did not refuse mounts", st.ByKind[faultproxy.KindMount], st.MountsSucceeded)
+	}
+	if st.MaxInFlightTransfers > 4 {
+		t.Errorf("%d uploads at once with -j 4", st.MaxInFlightTransfers)
+	}
 }
