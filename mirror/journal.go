@@ -14,9 +14,9 @@ import (
 
 // Journal records the chunked uploads in progress in a directory (the
 // --state-dir), so that a run that died resumes each blob from the offset
-// the registry holds. It stores the upload URL (the registry's own upload
-// session, never a credential) and the last acknowledged offset. A nil
-// Journal records nothing.
+// the registry holds. It stores the upload URL without its signed state
+// token (the registry is asked for the state on resume), and the last
+// acknowledged offset; never a credential. A nil Journal records nothing.
 type Journal struct {
 	dir string
 }

@@ -132,16 +132,37 @@ func (r *Repo) UploadChunked(ctx context.Context, desc ocispec.Descriptor, open 
 	entry := journalEntry{Repository: name, Digest: desc.Digest}
 	var loc string
 	var off int64
-	var err error
+	resync := false // ask the registry for the offset before sending
 	if e, ok := opts.Journal.load(name, desc.Digest); ok {
-		loc, off, err = r.status(ctx, e.Location, opts.Settle)
-		if err != nil && ctx.Err() == nil {
-			loc = "" // the session is gone: start over
-		}
+		loc, resync = e.Location, true
 	}
-	fresh := 0
-	for resyncs := 0; ; {
+	fresh, resyncs := 0, 0
+	var err error
+	for {
+		if loc != "" && resync {
+			next, at, serr := r.status(ctx, loc, opts.Settle)
+			switch {
+			case serr == nil:
+				loc, off, resync = next, at, false
+			case ctx.Err() != nil:
+				return serr
+			case transient(serr) && resyncs < maxResyncs:
+				resyncs++ // keep the session: ask again
+				if err := sleep(ctx, time.Duration(resyncs)*250*time.Millisecond); err != nil {
+					return err
+				}
+				continue
+			default:
+				err, loc = serr, "" // the session is gone
+			}
+		}
 		if loc == "" {
+			// Before a fresh session: the blob may be complete already (a
+			// lost answer to the final PUT, or another process).
+			if ok, _ := r.Blobs().Exists(ctx, desc); ok {
+				opts.Journal.remove(name, desc.Digest)
+				return nil
+			}
 			if fresh++; fresh > 3 {
 				return fmt.Errorf("uploading blob %s: could not complete after 3 fresh sessions: %w", desc.Digest, err)
 			}
@@ -150,58 +171,53 @@ func (r *Repo) UploadChunked(ctx context.Context, desc ocispec.Descriptor, open 
 			}
 			off = 0
 		}
-		entry.Location, entry.Offset = loc, off
+		entry.Location, entry.Offset = stripState(loc), off
 		if err := opts.Journal.save(entry); err != nil {
 			return err
 		}
-		if off < desc.Size {
+		switch {
+		case off < desc.Size:
 			loc, off, err = r.sendChunks(ctx, desc, loc, off, open, opts, entry)
-		} else if off > desc.Size {
+		case off > desc.Size:
 			err = fmt.Errorf("the registry holds %d bytes of a %d-byte blob", off, desc.Size)
-		} else {
-			err = r.complete(ctx, loc, desc)
-			if err == nil {
+			r.cancel(ctx, loc)
+			loc = ""
+			continue
+		default:
+			if err = r.complete(ctx, loc, desc); err == nil {
 				opts.Journal.remove(name, desc.Digest)
 				return nil
 			}
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			continue // every chunk acknowledged: complete on the next pass
-		}
-		if errors.Is(err, errChunkingUnsupported) {
+		case errors.Is(err, errChunkingUnsupported):
 			r.cancel(ctx, loc)
 			opts.Journal.remove(name, desc.Digest)
 			return err
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return err // the journal keeps the last acknowledged chunk
-		}
-		if hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") || statusOf(err) == http.StatusRequestedRangeNotSatisfiable {
-			// The session is unusable. The blob may be complete all the same
-			// (a lost answer to the final PUT, or another process): check.
+		case unusable(err):
 			r.cancel(ctx, loc)
-			if ok, _ := r.Blobs().Exists(ctx, desc); ok {
-				opts.Journal.remove(name, desc.Digest)
-				return nil
-			}
 			loc = ""
-			continue
-		}
-		if !transient(err) || resyncs >= maxResyncs {
+		case !transient(err) || resyncs >= maxResyncs:
 			return fmt.Errorf("uploading blob %s: %w", desc.Digest, err)
-		}
-		resyncs++
-		if err := sleep(ctx, time.Duration(resyncs)*250*time.Millisecond); err != nil {
-			return err
-		}
-		var serr error
-		if loc, off, serr = r.status(ctx, loc, opts.Settle); serr != nil {
-			if !transient(serr) {
-				loc = ""
+		default:
+			resyncs++
+			if err := sleep(ctx, time.Duration(resyncs)*250*time.Millisecond); err != nil {
+				return err
 			}
-			err = serr
+			resync = true
 		}
 	}
+}
+
+// unusable reports an upload session that cannot go on: a digest the
+// registry refused, an unknown or invalid session, or an offset mismatch.
+func unusable(err error) bool {
+	return hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") ||
+		statusOf(err) == http.StatusRequestedRangeNotSatisfiable
 }
 
 func statusOf(err error) int {
@@ -269,18 +285,35 @@ func uploadOffset(resp *http.Response) int64 {
 // status asks the registry how many bytes of the upload it holds, waiting
 // until that number stops moving (a cut request may still be draining).
 func (r *Repo) status(ctx context.Context, loc string, settle time.Duration) (string, int64, error) {
-	// The state token of a journaled location may carry an old offset;
-	// distribution answers GET by the upload's UUID alone.
-	u, err := url.Parse(loc)
-	if err != nil {
-		return "", 0, err
-	}
-	q := u.Query()
-	q.Del("_state")
-	u.RawQuery = q.Encode()
 	last := int64(-1)
 	for i := 0; i < 25; i++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		next, off, err := r.statusOnce(ctx, loc)
+		if err != nil {
+			return "", 0, err
+		}
+		if off == last {
+			return next, off, nil
+		}
+		last, loc = off, next
+		if err := sleep(ctx, settle); err != nil {
+			return "", 0, err
+		}
+	}
+	return "", 0, fmt.Errorf("the upload offset kept moving")
+}
+
+// statusOnce GETs the upload URL: with its state token first (distribution
+// v2 and Harbor need it), then without it (distribution v3 answers by the
+// upload's UUID alone, and a token written before a cut carries a stale
+// offset).
+func (r *Repo) statusOnce(ctx context.Context, loc string) (string, int64, error) {
+	urls := []string{loc}
+	if bare := stripState(loc); bare != loc {
+		urls = append(urls, bare)
+	}
+	var firstErr error
+	for _, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return "", 0, err
 		}
@@ -288,24 +321,29 @@ func (r *Repo) status(ctx context.Context, loc string, settle time.Duration) (st
 		if err != nil {
 			return "", 0, err
 		}
+		if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK {
+			resp.Body.Close()
+			next, err := location(resp)
+			return next, uploadOffset(resp), err
+		}
+		if firstErr == nil {
+			firstErr = responseError(resp)
+		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
-			return "", 0, responseError(resp)
-		}
-		off := uploadOffset(resp)
-		next, err := location(resp)
-		if err != nil {
-			return "", 0, err
-		}
-		if off == last {
-			return next, off, nil
-		}
-		last = off
-		if err := sleep(ctx, settle); err != nil {
-			return "", 0, err
-		}
 	}
-	return "", 0, fmt.Errorf("the upload offset kept moving")
+	return "", 0, firstErr
+}
+
+// stripState removes the upload state token from an upload URL.
+func stripState(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return loc
+	}
+	q := u.Query()
+	q.Del("_state")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // sendChunks PATCHes the blob from off in chunks, journaling each
@@ -345,7 +383,7 @@ func (r *Repo) sendChunks(ctx context.Context, desc ocispec.Descriptor, loc stri
 			return loc, off, fmt.Errorf("after a chunk to %d the registry holds %d bytes", off+n, got)
 		}
 		off = got
-		entry.Location, entry.Offset = loc, off
+		entry.Location, entry.Offset = stripState(loc), off
 		if err := opts.Journal.save(entry); err != nil {
 			return loc, off, err
 		}

@@ -74,8 +74,12 @@ func TestResumeAfterKillAndInterrupt(t *testing.T) {
 			}
 			_ = filepath.Walk(state, func(p string, info os.FileInfo, err error) error {
 				if err == nil && !info.IsDir() {
-					if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(pass)) {
+					b, _ := os.ReadFile(p)
+					if bytes.Contains(b, []byte(pass)) {
 						t.Errorf("the password is in state file %s", p)
+					}
+					if bytes.Contains(b, []byte("_state")) {
+						t.Errorf("an upload state token is in state file %s", p)
 					}
 				}
 				return nil
