@@ -264,6 +264,7 @@ func runSave(e *env, args []string) (int, error) {
 	if err := c.prepare(e, args, nil); err != nil {
 		return 0, err
 	}
+	defer c.progress.Stop() // on the error paths; report stops it first otherwise
 	// A .tar is written from a layout directory beside it, kept until the
 	// tar is complete so that a rerun resumes.
 	dir := c.output

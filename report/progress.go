@@ -37,11 +37,12 @@ type Progress struct {
 	total     atomic.Int64
 	transfers atomic.Int64
 
-	mu   sync.Mutex      // serializes writes to w and guards seen
-	seen map[string]bool // digests counted in total
-	bar  *progressbar.ProgressBar
-	stop chan struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex      // serializes writes to w and guards seen
+	seen    map[string]bool // digests counted in total
+	bar     *progressbar.ProgressBar
+	stop    chan struct{}
+	stopped atomic.Bool
+	wg      sync.WaitGroup
 }
 
 // NewProgress starts progress output for a run of images. mode auto picks a
@@ -185,8 +186,12 @@ func (p *Progress) updateBar() {
 	p.bar.Describe(p.describe())
 }
 
-// Stop ends the progress output with a last summary line.
+// Stop ends the progress output with a last summary line; later calls do
+// nothing.
 func (p *Progress) Stop() {
+	if p.stopped.Swap(true) {
+		return
+	}
 	close(p.stop)
 	p.wg.Wait()
 	if p.mode == ProgressNone {

@@ -35,9 +35,11 @@ type Report struct {
 	Warnings      []string        `json:"warnings"`
 }
 
-// Summary counts images by status and what crossed the wire.
+// Summary counts images and charts by status (the status counts cover
+// both) and what crossed the wire.
 type Summary struct {
 	Images        int   `json:"images"`
+	Charts        int   `json:"charts"`
 	Planned       int   `json:"planned"`
 	Copied        int   `json:"copied"`
 	Present       int   `json:"present"`
@@ -78,7 +80,7 @@ func New(command, version, registry string, plan *mirror.Plan, started time.Time
 func (r *Report) Finish(now time.Time) {
 	r.FinishedAt = now.UTC()
 	s := &r.Summary
-	s.Images, s.Planned, s.Copied, s.Present, s.Missing, s.Mismatch = 0, 0, 0, 0, 0, 0
+	s.Images, s.Charts, s.Planned, s.Copied, s.Present, s.Missing, s.Mismatch = 0, 0, 0, 0, 0, 0, 0
 	s.Failed, s.Unresolved, s.Unmapped, s.Skipped = 0, 0, 0, 0
 	counters := map[mirror.Status]*int{
 		mirror.Planned: &s.Planned, mirror.Copied: &s.Copied, mirror.Present: &s.Present,
@@ -87,6 +89,12 @@ func (r *Report) Finish(now time.Time) {
 	}
 	for _, im := range r.Images {
 		s.Images++
+		if c := counters[im.Status]; c != nil {
+			*c++
+		}
+	}
+	for _, im := range r.Charts {
+		s.Charts++
 		if c := counters[im.Status]; c != nil {
 			*c++
 		}
@@ -267,7 +275,7 @@ func writeText(w io.Writer, r *Report) error {
 }
 
 // SummaryLine is a one-line count of the statuses, for example
-// "12 images: 10 planned, 1 unresolved, 1 skipped".
+// "12 images and 1 charts: 11 planned, 1 unresolved, 1 skipped".
 func SummaryLine(r *Report) string {
 	s := r.Summary
 	parts := []string{}
@@ -281,11 +289,11 @@ func SummaryLine(r *Report) string {
 		}
 	}
 	line := fmt.Sprintf("%d images", s.Images)
+	if s.Charts > 0 {
+		line += fmt.Sprintf(" and %d charts", s.Charts)
+	}
 	if len(parts) > 0 {
 		line += ": " + strings.Join(parts, ", ")
-	}
-	if len(r.Charts) > 0 {
-		line += fmt.Sprintf("; %d charts", len(r.Charts))
 	}
 	return line
 }

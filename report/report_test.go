@@ -29,10 +29,10 @@ func sample() *Report {
 
 func TestSummaryAndFailures(t *testing.T) {
 	r := sample()
-	if r.Summary.Images != 2 || r.Summary.Copied != 1 || r.Summary.Unresolved != 1 || r.Failures() != 1 {
+	if r.Summary.Images != 2 || r.Summary.Charts != 1 || r.Summary.Planned != 1 || r.Summary.Copied != 1 || r.Summary.Unresolved != 1 || r.Failures() != 1 {
 		t.Fatalf("summary %+v, failures %d", r.Summary, r.Failures())
 	}
-	if got := SummaryLine(r); got != "2 images: 1 copied, 1 unresolved; 1 charts" {
+	if got := SummaryLine(r); got != "2 images and 1 charts: 1 planned, 1 copied, 1 unresolved" {
 		t.Errorf("summary line %q", got)
 	}
 }
