@@ -68,6 +68,7 @@ func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval 
 		p.bar = progressbar.NewOptions64(-1,
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
 			progressbar.OptionSetWidth(30),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionSetDescription(p.describe()),
