@@ -230,7 +230,15 @@ func (c *registryCmd) report(e *env, stats *mirror.Stats) (int, error) {
 }
 
 func runMirror(e *env, args []string) (int, error) {
-	c := &registryCmd{name: "mirror", target: true, sources: true, copies: true}
+	return runCopy(e, args, &registryCmd{name: "mirror", target: true, sources: true, copies: true})
+}
+
+func runPush(e *env, args []string) (int, error) {
+	return runCopy(e, args, &registryCmd{name: "push", target: true, bundle: bundleNeeded, copies: true})
+}
+
+// runCopy copies the plan's images to their targets: mirror and push.
+func runCopy(e *env, args []string, c *registryCmd) (int, error) {
 	if err := c.prepare(e, args, nil); err != nil {
 		return 0, err
 	}
@@ -248,15 +256,6 @@ func runAudit(e *env, args []string) (int, error) {
 	}
 	mirror.Audit(e.ctx, c.plan, c.options(e.ctx), verify)
 	return c.report(e, nil)
-}
-
-func runPush(e *env, args []string) (int, error) {
-	c := &registryCmd{name: "push", target: true, bundle: bundleNeeded, copies: true}
-	if err := c.prepare(e, args, nil); err != nil {
-		return 0, err
-	}
-	stats := mirror.Copy(e.ctx, c.plan, c.options(e.ctx))
-	return c.report(e, &stats)
 }
 
 func runSave(e *env, args []string) (int, error) {

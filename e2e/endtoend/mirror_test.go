@@ -55,11 +55,7 @@ func statusCounts(rep *report.Report) map[string]int {
 // layers mounted, and a second run that sends nothing.
 func TestMirrorCopiesEveryImageOnceThenNothing(t *testing.T) {
 	c, src, tgt := setup(t, registry.Options{})
-	proxy, err := faultproxy.New("http://"+tgt.Host(), faultproxy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := proxied(t, tgt, faultproxy.Faults{})
 
 	dir := t.TempDir()
 	reportFile := filepath.Join(dir, "report.csv")
@@ -196,11 +192,7 @@ func TestMirrorTLS(t *testing.T) {
 // from the target are retried until every image is in place.
 func TestMirrorRetriesTransientAnswers(t *testing.T) {
 	c, src, tgt := setup(t, registry.Options{})
-	proxy, err := faultproxy.New("http://"+tgt.Host(), faultproxy.Options{Faults: faultproxy.Faults{Seed: 7, Rate503: 0.08, Rate429: 0.05, RetryAfter: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := proxied(t, tgt, faultproxy.Faults{Seed: 7, Rate503: 0.08, Rate429: 0.05, RetryAfter: 1})
 	r := run(t, "", mirrorArgs(c, src, proxy.Host(), "--plain-http")...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
@@ -219,11 +211,7 @@ func TestMirrorRetriesTransientAnswers(t *testing.T) {
 // 202 gets plain uploads, still at most -j at a time.
 func TestMirrorRegistryRefusingMounts(t *testing.T) {
 	c, src, tgt := setup(t, registry.Options{})
-	proxy, err := faultproxy.New("http://"+tgt.Host(), faultproxy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := proxied(t, tgt, faultproxy.Faults{})
 	proxy.SetHook(func(_ *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
 		if info.Kind == faultproxy.KindMount {
 			return faultproxy.Respond(http.StatusAccepted, http.Header{"Location": {"/v2/refused/blobs/uploads/0"}}, nil), true
