@@ -28,6 +28,7 @@ const (
 // env is what a command runs with.
 type env struct {
 	ctx    context.Context
+	stop   <-chan struct{} // closed on a graceful stop; nil: only ctx ends a run
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -68,14 +69,29 @@ func commands() []command {
 	}
 }
 
+// stopping reports whether a graceful stop was asked for.
+func (e *env) stopping() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // Run runs edgemirror with args (without the program name) and returns the
-// exit code. Output goes only to stdout and stderr.
+// exit code. Output goes only to stdout and stderr. Cancelling ctx aborts
+// the run at once; Main adds the graceful stop of a first interrupt.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runWith(ctx, nil, args, stdin, stdout, stderr)
+}
+
+func runWith(ctx context.Context, stop <-chan struct{}, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// Progress, retry notices and --debug traces reach stderr from many
 	// goroutines at once: one lock keeps their lines whole.
 	tty := isTerminal(stderr)
 	stderr = &lockedWriter{w: stderr}
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, tty: tty}
+	e := &env{ctx: ctx, stop: stop, stdin: stdin, stdout: stdout, stderr: stderr, tty: tty}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {

@@ -39,7 +39,6 @@ type registryCmd struct {
 	bundlePath string // --bundle
 	output     string // -O
 
-	ctx       context.Context // the run's, for the chart reader
 	started   time.Time
 	platforms []string
 	threshold int64
@@ -121,6 +120,11 @@ func (c *registryCmd) prepare(e *env, args []string, extra func(*pflag.FlagSet))
 			return err
 		}
 	}
+	if c.target && c.copies {
+		if err := c.session.checkPush(e, c.plan, c.rf.jobs); err != nil {
+			return err
+		}
+	}
 	planned := 0
 	for _, im := range c.plan.All() {
 		if im.Status == mirror.Planned {
@@ -161,6 +165,12 @@ func (c *registryCmd) check() error {
 	if c.rf.jobs < 1 {
 		return usageErr(fmt.Errorf("--jobs %d: at least 1", c.rf.jobs))
 	}
+	if c.rf.retries < 1 {
+		return usageErr(fmt.Errorf("--retries %d: at least 1", c.rf.retries))
+	}
+	if c.rf.retryFor < 0 {
+		return usageErr(fmt.Errorf("--retry-for %s: not negative", c.rf.retryFor))
+	}
 	if c.copies {
 		if c.threshold, c.chunk, c.journal, err = c.rf.chunking(); err != nil {
 			return err
@@ -184,8 +194,8 @@ func (c *registryCmd) load(e *env) (*profile.Result, error) {
 	return b.Result, nil
 }
 
-// options are the engine options of the run; ctx bounds the chart reads.
-func (c *registryCmd) options(ctx context.Context) mirror.Options {
+// options are the engine options of the run; its context bounds the chart reads.
+func (c *registryCmd) options(e *env) mirror.Options {
 	o := mirror.Options{
 		Jobs:      c.rf.jobs,
 		Platforms: c.platforms,
@@ -198,12 +208,14 @@ func (c *registryCmd) options(ctx context.Context) mirror.Options {
 		Journal:        c.journal,
 
 		IncludeReferrers: c.rf.referrers,
+		Retry:            mirror.Retry{Stalls: c.rf.retries, For: c.rf.retryFor},
+		Stop:             e.stop,
 	}
 	if c.input != nil {
 		o.Source = func(name string) (oras.ReadOnlyTarget, error) { return c.input.Repository(name), nil }
 	} else {
 		o.Charts = func(im *mirror.Image) (oras.ReadOnlyTarget, error) {
-			return helmrepo.Chart(ctx, c.session.charts, im.Chart.Repo, im.Chart.Name, im.Chart.Version, im.Tag)
+			return helmrepo.Chart(e.ctx, c.session.charts, im.Chart.Repo, im.Chart.Name, im.Chart.Version, im.Tag)
 		}
 	}
 	return o
@@ -220,9 +232,13 @@ func (c *registryCmd) report(e *env, stats *mirror.Stats) (int, error) {
 	if stats != nil {
 		rep.Summary.BytesUploaded, rep.Summary.BytesMounted = stats.BytesUploaded, stats.BytesMounted
 		rep.Summary.BlobsUploaded, rep.Summary.BlobsMounted, rep.Summary.BlobsSkipped = stats.BlobsUploaded, stats.BlobsMounted, stats.BlobsSkipped
+		rep.Summary.BlobsRestarted, rep.Summary.BytesResent = stats.BlobsRestarted, stats.BytesResent
+		if stats.DockerRefused > 0 {
+			fmt.Fprintf(e.stderr, "edgemirror %s: %d Docker-format image(s) not copied: %s\n", c.name, stats.DockerRefused, stats.DockerRefusal)
+		}
 	}
 	code, err := finish(e, rep, c.of)
-	if err == nil && e.ctx.Err() != nil {
+	if err == nil && (e.ctx.Err() != nil || e.stopping()) {
 		fmt.Fprintf(e.stderr, "edgemirror %s: interrupted; run the same command again to continue\n", c.name)
 		return ExitOperation, nil
 	}
@@ -242,7 +258,7 @@ func runCopy(e *env, args []string, c *registryCmd) (int, error) {
 	if err := c.prepare(e, args, nil); err != nil {
 		return 0, err
 	}
-	stats := mirror.Copy(e.ctx, c.plan, c.options(e.ctx))
+	stats := mirror.Copy(e.ctx, c.plan, c.options(e))
 	return c.report(e, &stats)
 }
 
@@ -254,7 +270,7 @@ func runAudit(e *env, args []string) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	mirror.Audit(e.ctx, c.plan, c.options(e.ctx), verify)
+	mirror.Audit(e.ctx, c.plan, c.options(e), verify)
 	return c.report(e, nil)
 }
 
@@ -275,7 +291,7 @@ func runSave(e *env, args []string) (int, error) {
 	if err != nil {
 		return 0, opErr(err)
 	}
-	opts := c.options(e.ctx)
+	opts := c.options(e)
 	opts.Target = func(name string) (oras.Target, error) { return layout.Repository(name), nil }
 	stats := mirror.Copy(e.ctx, c.plan, opts)
 	// Interrupted or not, record what is in the layout, so a rerun finds it.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 	orasauth "oras.land/oras-go/v2/registry/remote/auth"
 
@@ -47,6 +48,8 @@ type runFlags struct {
 	threshold string
 	chunk     string
 	referrers bool
+	retries   int
+	retryFor  time.Duration
 }
 
 func (f *runFlags) add(fs *pflag.FlagSet) {
@@ -58,6 +61,8 @@ func (f *runFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.threshold, "chunk-threshold", "16MiB", "blobs larger than this are uploaded in resumable chunks")
 	fs.StringVar(&f.chunk, "chunk-size", "16MiB", "size of each chunk of a resumable upload")
 	fs.BoolVar(&f.referrers, "include-referrers", false, "also copy each image's referrers (signatures, SBOMs, attestations)")
+	fs.IntVar(&f.retries, "retries", mirror.DefaultStalls, "a blob fails after this many attempts in a row that make no progress; attempts that move bytes go on")
+	fs.DurationVar(&f.retryFor, "retry-for", 0, "stop retrying a blob once it has been in transfer this long, e.g. 30m (0: no limit but --retries)")
 }
 
 // chunking parses the chunk flags and opens the journal.
@@ -186,28 +191,29 @@ func connect(e *env, tf *targetFlags, sf *sourceFlags, rf *runFlags, rules mirro
 	}, nil
 }
 
+// targets lists, sorted, what f maps the target of each planned image and
+// chart to (its host, or its repository).
+func targets(plan *mirror.Plan, f func(name string) string) []string {
+	seen := map[string]bool{}
+	for _, im := range plan.All() {
+		if im.Status == mirror.Planned {
+			seen[f(im.TargetName)] = true
+		}
+	}
+	sorted := make([]string, 0, len(seen))
+	for k := range seen {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	return sorted
+}
+
 // ping checks every target registry host of the plan before copying, so a
 // wrong password or an unreachable site is one clear line, not N failures.
 func (s *session) ping(e *env, plan *mirror.Plan) error {
-	hosts := map[string]bool{}
-	for _, im := range plan.Images {
-		if im.Status == mirror.Planned {
-			h, _, _ := strings.Cut(im.TargetName, "/")
-			hosts[h] = true
-		}
-	}
-	sorted := make([]string, 0, len(hosts))
-	for h := range hosts {
-		sorted = append(sorted, h)
-	}
-	sort.Strings(sorted)
-	for _, h := range sorted {
+	for _, h := range targets(plan, func(name string) string { h, _, _ := strings.Cut(name, "/"); return h }) {
 		if err := s.target.Ping(e.ctx, h); err != nil {
-			msg := "target registry " + h + ": "
-			if r := transport.Reason(err); r != "" {
-				msg += r + ": "
-			}
-			msg += transport.Redact(err.Error())
+			msg := "target registry " + h + ": " + reasonOf(err)
 			if transport.Reason(err) == transport.ReasonUnauthorized {
 				msg += " (give -u and --password-stdin, --user-data, --cred-file, or docker login)"
 			}
@@ -215,6 +221,62 @@ func (s *session) ping(e *env, plan *mirror.Plan) error {
 		}
 	}
 	return nil
+}
+
+// reasonOf is an error for a one-line message: its reason, then its
+// redacted text.
+func reasonOf(err error) string {
+	msg := transport.Redact(err.Error())
+	if r := transport.Reason(err); r != "" {
+		msg = r + ": " + msg
+	}
+	return msg
+}
+
+// checkPush proves, before any blob moves, that every target repository of
+// the plan accepts a push: it opens an upload session in each and cancels
+// it. A Harbor project that does not exist, a read-only account or a
+// pull-only token scope is then one line and exit 1, with nothing sent.
+func (s *session) checkPush(e *env, plan *mirror.Plan, jobs int) error {
+	repos := targets(plan, func(name string) string { return name })
+	errs := make([]error, len(repos))
+	var g errgroup.Group
+	g.SetLimit(jobs)
+	for i, name := range repos {
+		g.Go(func() error {
+			repo, err := s.target.Repository(name)
+			if err == nil {
+				err = repo.CheckPush(e.ctx)
+			}
+			errs[i] = err
+			return nil
+		})
+	}
+	_ = g.Wait()
+	failed := 0
+	first := -1
+	for i, err := range errs {
+		if err != nil {
+			if first < 0 {
+				first = i
+			}
+			failed++
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	host, path, _ := strings.Cut(repos[first], "/")
+	msg := fmt.Sprintf("target registry %s: cannot push to %s: %s", host, path, reasonOf(errs[first]))
+	if failed > 1 {
+		msg += fmt.Sprintf(" (and %d more of the %d target repositories)", failed-1, len(repos))
+	}
+	switch transport.Reason(errs[first]) {
+	case transport.ReasonUnauthorized, transport.ReasonForbidden, transport.ReasonNotFound:
+		project, _, _ := strings.Cut(path, "/")
+		msg += fmt.Sprintf("; the account or token may be read-only or pull-only there, or the project %q may not exist (Harbor: create it first)", project)
+	}
+	return opErr(errors.New(msg))
 }
 
 func containsStdin(files []string) bool {

@@ -69,6 +69,14 @@ type Options struct {
 	// (see helmrepo.Chart); nil reads every chart through Source by its name
 	// (oci:// charts, or a bundle).
 	Charts func(im *Image) (oras.ReadOnlyTarget, error)
+	// Retry says how long a blob transfer that keeps failing goes on.
+	Retry Retry
+	// Stop, once closed, asks for a graceful stop: no image, blob or chunk
+	// starts any more, the transfers in flight finish their current chunk
+	// (journaled, so the next run resumes there), and Copy returns. The
+	// images not placed then fail with ErrStopped. Cancel ctx to abort at
+	// once. nil never stops.
+	Stop <-chan struct{}
 }
 
 // source opens where im is read from.
@@ -98,7 +106,13 @@ type rangeFetcher interface {
 
 // chunkUploader uploads a blob in resumable chunks (Repo does).
 type chunkUploader interface {
-	UploadChunked(ctx context.Context, desc ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), opts ChunkOptions) error
+	UploadChunked(ctx context.Context, desc ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), opts ChunkOptions) (UploadStats, error)
+}
+
+// blobMounter mounts a blob from another repository of the same registry
+// (Repo does, cancelling the session a registry opens when it will not).
+type blobMounter interface {
+	MountBlob(ctx context.Context, desc ocispec.Descriptor, from string) (bool, error)
 }
 
 // Hooks observe a run. The engine never prints; the caller renders progress.
@@ -118,6 +132,10 @@ type Hooks struct {
 	// BlobDone is called when a blob is in place; how is "uploaded",
 	// "mounted" or "skipped".
 	BlobDone func(desc ocispec.Descriptor, how string)
+	// BlobRestarted is called when the target lost an upload session that
+	// held bytes of a blob, which starts over from byte 0; held is what the
+	// lost session held.
+	BlobRestarted func(desc ocispec.Descriptor, held int64, cause error)
 }
 
 // Stats count what crossed the wire in a run.
@@ -127,6 +145,16 @@ type Stats struct {
 	BlobsUploaded int
 	BlobsMounted  int
 	BlobsSkipped  int
+	// BlobsRestarted counts the blobs the target could not resume: an
+	// upload session it lost while holding bytes (each loss counts).
+	BlobsRestarted int
+	// BytesResent counts the bytes sent again because the target could not
+	// resume (this run's, and a lost session of an earlier run).
+	BytesResent int64
+	// DockerRefused counts the Docker-format images a target refused
+	// (zot without Docker compatibility); DockerRefusal is the reason.
+	DockerRefused int
+	DockerRefusal string
 }
 
 // engine is one copy run.
@@ -134,13 +162,15 @@ type engine struct {
 	opts  Options
 	slots chan struct{} // one token per concurrent blob transfer
 
-	mu     sync.Mutex
-	locks  map[digest.Digest]*sync.Mutex // serializes placements of one digest
-	where  map[digest.Digest][]string    // target repositories known to hold a blob
-	counts struct{ uploaded, mounted, skipped atomic.Int64 }
-	bytes  struct{ uploaded, mounted atomic.Int64 }
+	mu           sync.Mutex
+	locks        map[digest.Digest]*sync.Mutex // serializes placements of one digest
+	where        map[digest.Digest][]string    // target repositories known to hold a blob
+	counts       struct{ uploaded, mounted, skipped, restarted, docker atomic.Int64 }
+	dockerReason atomic.Value // string: the first Docker refusal
+	bytes        struct{ uploaded, mounted, resent atomic.Int64 }
 
 	noChunks atomic.Bool // the target refused a chunked upload: send whole blobs
+	noDocker sync.Map    // target host → error: it refuses Docker manifests
 }
 
 // Copy copies every planned image of plan to its target, setting each
@@ -189,11 +219,16 @@ func Copy(ctx context.Context, plan *Plan, opts Options) Stats {
 		})
 	}
 	_ = g.Wait()
-	return Stats{
+	st := Stats{
 		BytesUploaded: e.bytes.uploaded.Load(), BytesMounted: e.bytes.mounted.Load(),
 		BlobsUploaded: int(e.counts.uploaded.Load()), BlobsMounted: int(e.counts.mounted.Load()),
-		BlobsSkipped: int(e.counts.skipped.Load()),
+		BlobsSkipped: int(e.counts.skipped.Load()), BlobsRestarted: int(e.counts.restarted.Load()),
+		BytesResent: e.bytes.resent.Load(), DockerRefused: int(e.counts.docker.Load()),
 	}
+	if r, ok := e.dockerReason.Load().(string); ok {
+		st.DockerRefusal = r
+	}
+	return st
 }
 
 func (e *engine) hook(f func(Hooks)) { f(e.opts.Hooks) }
@@ -206,6 +241,10 @@ func (e *engine) copyImage(ctx context.Context, im *Image) {
 	case errors.Is(err, errSourceMissing):
 		im.Status, im.Reason = Missing, transport.Redact(err.Error())
 	default:
+		if reason, ok := refusedDocker(err); ok {
+			e.counts.docker.Add(1)
+			e.dockerReason.CompareAndSwap(nil, reason)
+		}
 		im.Status = Failed
 		im.Reason = transport.Redact(err.Error())
 		if r := transport.Reason(err); r != "" {
@@ -214,15 +253,15 @@ func (e *engine) copyImage(ctx context.Context, im *Image) {
 	}
 }
 
-// errMountRefused declines oras-go's upload after a refused mount.
-var errMountRefused = errors.New("mount refused")
-
 // errSourceMissing marks an image that is not at the source.
 var errSourceMissing = errors.New("not found at the source")
 
 func (e *engine) place(ctx context.Context, im *Image) error {
 	if err := ctx.Err(); err != nil {
 		return err // interrupted: start nothing new
+	}
+	if stopped(e.opts.Stop) {
+		return ErrStopped
 	}
 	src, err := e.opts.source(im)
 	if err != nil {
@@ -271,6 +310,9 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 
 	raw, err := fetchManifest(ctx, src, root)
 	if err != nil {
+		return err
+	}
+	if err := e.dockerRefused(im.TargetName, root); err != nil {
 		return err
 	}
 	var notes []string
@@ -376,7 +418,7 @@ func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descrip
 		return err
 	}
 	if err := pushManifest(ctx, j.dst, desc, raw, ref); err != nil {
-		return err
+		return e.noteDockerRefusal(j.repo, desc, err)
 	}
 	return e.copyReferrers(ctx, j, desc)
 }
@@ -572,12 +614,9 @@ func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst ora
 		e.done(b, "skipped")
 		return nil
 	}
-	if m, ok := dst.(registry.Mounter); ok && other != "" && sameHost(other, repo) {
-		// When the registry refuses the mount, oras-go would stream the whole
-		// blob in one PUT outside the transfer slots, without chunks or
-		// retries: decline, and upload below the usual way.
-		err := m.Mount(ctx, b, repoPath(other), func() (io.ReadCloser, error) { return nil, errMountRefused })
-		if err == nil {
+	if m, ok := dst.(blobMounter); ok && other != "" && sameHost(other, repo) {
+		mounted, err := m.MountBlob(ctx, b, repoPath(other))
+		if mounted {
 			e.remember(b.Digest, repo)
 			e.done(b, "mounted")
 			return nil
@@ -604,56 +643,60 @@ func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst ora
 	return nil
 }
 
-// upload streams b from the source to the target in one transfer slot. A
-// streamed PUT cannot be replayed by the HTTP client, so a transfer that
-// fails for a passing reason (network, 5xx, 429) is started over here.
+// upload streams b from the source to the target in one transfer slot.
+// A chunked upload resumes and retries by itself; a whole-blob PUT cannot be
+// replayed by the HTTP client, so one that fails for a passing reason
+// (network, 5xx, 429, expired token) is started over here, as Retry says.
 func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
 	select {
 	case e.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-e.opts.Stop:
+		return ErrStopped
 	}
 	defer func() { <-e.slots }()
-	wait := time.Second
-	for attempt := 1; ; attempt++ {
-		err := e.uploadOnce(ctx, src, dst, b)
-		if err == nil || attempt == blobAttempts || !transient(err) {
-			return err
-		}
-		if sleep(ctx, wait) != nil {
-			return err
-		}
-		wait *= 2
+	if stopped(e.opts.Stop) {
+		return ErrStopped // the stop and a free slot came together
 	}
-}
-
-// blobAttempts bounds the starts of one blob transfer.
-const blobAttempts = 5
-
-// transient reports whether a failure may pass on its own.
-func transient(err error) bool {
-	switch transport.Reason(err) {
-	case transport.ReasonNetwork, transport.ReasonServerError, transport.ReasonTooManyRequests, transport.ReasonTimeout:
-		return true
-	}
-	return false
-}
-
-func (e *engine) uploadOnce(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
 	if cu, ok := dst.(chunkUploader); ok && b.Size > e.opts.ChunkThreshold && !e.noChunks.Load() {
-		err := cu.UploadChunked(ctx, b, func(off int64) (io.ReadCloser, error) { return e.read(ctx, src, b, off) },
-			ChunkOptions{Size: e.opts.ChunkSize, Journal: e.opts.Journal})
+		st, err := cu.UploadChunked(ctx, b, func(off int64) (io.ReadCloser, error) { return e.read(ctx, src, b, off) },
+			ChunkOptions{Size: e.opts.ChunkSize, Journal: e.opts.Journal, Retry: e.opts.Retry, Stop: e.opts.Stop,
+				Restarted: func(held int64, cause error) {
+					if h := e.opts.Hooks.BlobRestarted; h != nil {
+						h(b, held, cause)
+					}
+				}})
+		e.counts.restarted.Add(int64(st.Restarts))
+		e.bytes.resent.Add(st.Resent)
 		if !errors.Is(err, errChunkingUnsupported) {
 			return err
 		}
 		e.noChunks.Store(true)
 	}
+	budget := e.opts.Retry.start()
+	var sent atomic.Int64
+	defer func() { e.bytes.resent.Add(max(0, sent.Load()-b.Size)) }()
+	for {
+		err := e.uploadWhole(ctx, src, dst, b, &sent)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		// A whole-blob PUT keeps nothing of a failed attempt: no progress.
+		if err := budget.failed(ctx, false, err); err != nil {
+			return fmt.Errorf("uploading blob %s: %w", b.Digest, err)
+		}
+	}
+}
+
+// uploadWhole streams b in one PUT, adding the bytes read to sent.
+func (e *engine) uploadWhole(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor, sent *atomic.Int64) error {
 	rc, err := e.read(ctx, src, b, 0)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	if err := dst.Push(ctx, b, rc); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+	if err := dst.Push(ctx, b, &countingReader{r: rc, n: sent}); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
 		return fmt.Errorf("uploading blob %s: %w", b.Digest, err)
 	}
 	return nil
@@ -803,11 +846,7 @@ func (e *engine) done(b ocispec.Descriptor, how string) {
 	}
 }
 
-func sameHost(a, b string) bool {
-	ha, _, _ := strings.Cut(a, "/")
-	hb, _, _ := strings.Cut(b, "/")
-	return ha == hb
-}
+func sameHost(a, b string) bool { return hostOf(a) == hostOf(b) }
 
 // repoPath drops the host from a full repository name.
 func repoPath(name string) string {

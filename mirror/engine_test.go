@@ -63,26 +63,22 @@ func (r *memRepo) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadClose
 	return r.Store.Fetch(ctx, d)
 }
 
-// Mount implements registry.Mounter.
-func (r *memRepo) Mount(ctx context.Context, d ocispec.Descriptor, from string, get func() (io.ReadCloser, error)) error {
-	if !r.reg.refuse {
-		src := r.reg.repo(r.host + "/" + from)
-		if ok, _ := src.Exists(ctx, d); ok {
-			rc, err := src.Store.Fetch(ctx, d)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			r.reg.mounts.Add(1)
-			return r.Store.Push(ctx, d, rc)
-		}
+// MountBlob mounts as a registry does, or refuses as one that does not.
+func (r *memRepo) MountBlob(ctx context.Context, d ocispec.Descriptor, from string) (bool, error) {
+	if r.reg.refuse {
+		return false, nil
 	}
-	rc, err := get()
+	src := r.reg.repo(r.host + "/" + from)
+	if ok, _ := src.Exists(ctx, d); !ok {
+		return false, nil
+	}
+	rc, err := src.Store.Fetch(ctx, d)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer rc.Close()
-	return r.Push(ctx, d, rc)
+	r.reg.mounts.Add(1)
+	return true, r.Store.Push(ctx, d, rc)
 }
 
 func isManifestType(mt string) bool {

@@ -14,9 +14,12 @@ import (
 
 // Journal records the chunked uploads in progress in a directory (the
 // --state-dir), so that a run that died resumes each blob from the offset
-// the registry holds. It stores the upload URL without its signed state
-// token (the registry is asked for the state on resume), and the last
-// acknowledged offset; never a credential. A nil Journal records nothing.
+// the registry holds. An entry holds the repository, the digest, the last
+// acknowledged offset and the session's upload URL with its state token:
+// distribution 2.8 and Harbor find a session only with that token, which
+// the registry signs (repository, session id and offset; not a credential).
+// Entries are files of mode 0600 in a directory of mode 0700, and never hold
+// a credential. A nil Journal records nothing.
 type Journal struct {
 	dir string
 }

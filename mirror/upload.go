@@ -2,29 +2,16 @@ package mirror
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
-	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/auth"
-	"oras.land/oras-go/v2/registry/remote/errcode"
 )
-
-// Repo is a registry repository: oras-go's remote.Repository (embedded, so
-// Mount and PushReference stay reachable) plus the two things oras-go lacks:
-// ranged blob reads and resumable chunked uploads.
-type Repo struct {
-	*remote.Repository
-}
 
 // ChunkOptions tune a chunked upload.
 type ChunkOptions struct {
@@ -36,395 +23,263 @@ type ChunkOptions struct {
 	// upload continues: a registry may still be writing the body of a cut
 	// request (distribution has no per-upload lock). <= 0 means 200ms.
 	Settle time.Duration
+	// Retry says how long a failing upload goes on.
+	Retry Retry
+	// Stop, once closed, ends the upload at the next chunk boundary: the
+	// chunk in flight finishes and is journaled, then UploadChunked returns
+	// ErrStopped. nil never stops.
+	Stop <-chan struct{}
+	// Restarted, when set, is called when the registry lost a session that
+	// held bytes of the blob (distribution 2.8, Harbor and zot drop a
+	// session whose chunk was cut mid-body) and the blob starts over from
+	// byte 0; held is what the lost session held.
+	Restarted func(held int64, cause error)
 }
+
+// UploadStats say what a chunked upload cost.
+type UploadStats struct {
+	// Sent counts the body bytes sent.
+	Sent int64
+	// Resent counts the bytes sent again because the registry could not
+	// resume: bytes of lost sessions, of this run or of an earlier one.
+	Resent int64
+	// Restarts counts the sessions lost while holding bytes of the blob.
+	Restarts int
+}
+
+// ErrStopped marks work not done because the run was asked to stop.
+var ErrStopped = errors.New("stopped before it finished; run again to continue")
 
 // errChunkingUnsupported marks a registry that refuses chunked uploads.
 var errChunkingUnsupported = errors.New("the registry does not accept chunked uploads")
 
-// maxResyncs bounds how often one upload is resumed after a failure.
-const maxResyncs = 12
-
-func (r *Repo) scheme() string {
-	if r.PlainHTTP {
-		return "http"
-	}
-	return "https"
-}
-
-func (r *Repo) url(path string) string {
-	return fmt.Sprintf("%s://%s/v2/%s/%s", r.scheme(), r.Reference.Host(), r.Reference.Repository, path)
-}
-
-// do sends a request through the repository's client.
-func (r *Repo) do(req *http.Request) (*http.Response, error) {
-	c := r.Client
-	if c == nil {
-		c = auth.DefaultClient
-	}
-	return c.Do(req)
-}
-
-// responseError turns a failed answer into oras-go's ErrorResponse, which
-// carries the status for transport.Reason and the registry's error codes.
-func responseError(resp *http.Response) error {
-	e := &errcode.ErrorResponse{Method: resp.Request.Method, URL: resp.Request.URL, StatusCode: resp.StatusCode}
-	var body struct {
-		Errors errcode.Errors `json:"errors"`
-	}
-	if json.NewDecoder(io.LimitReader(resp.Body, 8<<10)).Decode(&body) == nil {
-		e.Errors = body.Errors
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%w: %w", errdef.ErrNotFound, e)
-	}
-	return e
-}
-
-func hasCode(err error, code string) bool {
-	var ec errcode.Error
-	return errors.As(err, &ec) && ec.Code == code
-}
-
-// FetchRange reads blob desc from byte offset off with an HTTP Range request
-// (a fresh request each time: seeking a reader whose connection died does
-// not reconnect it).
-func (r *Repo) FetchRange(ctx context.Context, desc ocispec.Descriptor, off int64) (io.ReadCloser, error) {
-	if off == 0 {
-		return r.Fetch(ctx, desc)
-	}
-	ctx = auth.AppendRepositoryScope(ctx, r.Reference, auth.ActionPull)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url("blobs/"+desc.Digest.String()), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
-	resp, err := r.do(req)
-	if err != nil {
-		return nil, err
-	}
-	switch resp.StatusCode {
-	case http.StatusPartialContent:
-		return resp.Body, nil
-	case http.StatusOK:
-		// The registry ignored the range: skip what was already read.
-		if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
-			resp.Body.Close()
-			return nil, err
-		}
-		return resp.Body, nil
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
 	default:
-		defer resp.Body.Close()
-		return nil, responseError(resp)
+		return false
 	}
 }
 
 // UploadChunked uploads desc with PATCH requests of opts.Size bytes, each
-// acknowledged offset journaled. open returns the blob's bytes from an
-// offset. A journaled upload is resumed from the offset the registry reports;
-// a failed chunk is resumed the same way; an unknown or expired session, or
-// a DIGEST_INVALID at the end, starts a fresh one.
-func (r *Repo) UploadChunked(ctx context.Context, desc ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), opts ChunkOptions) error {
+// acknowledged offset journaled with the session's URL (its state token
+// included: distribution 2.8 and Harbor find a session only with it). open
+// returns the blob's bytes from an offset. A journaled upload resumes from
+// the offset the registry reports, and so does a failed chunk; a session the
+// registry lost, or a DIGEST_INVALID at the end, starts the blob over. It
+// goes on while its attempts make progress, as opts.Retry says.
+func (r *Repo) UploadChunked(ctx context.Context, desc ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), opts ChunkOptions) (UploadStats, error) {
 	if opts.Settle <= 0 {
 		opts.Settle = 200 * time.Millisecond
 	}
-	ctx = auth.AppendRepositoryScope(ctx, r.Reference, auth.ActionPull, auth.ActionPush)
-	name := r.Reference.Registry + "/" + r.Reference.Repository
-	entry := journalEntry{Repository: name, Digest: desc.Digest}
-	var loc string
-	var off int64
-	resync := false // ask the registry for the offset before sending
-	if e, ok := opts.Journal.load(name, desc.Digest); ok {
-		loc, resync = e.Location, true
+	u := &chunkedUpload{r: r, desc: desc, open: open, opts: opts,
+		entry: journalEntry{Repository: r.Reference.Registry + "/" + r.Reference.Repository, Digest: desc.Digest}}
+	err := u.run(r.pushScope(ctx))
+	// net/http may still read a failed request's body for a moment: read
+	// the counter atomically.
+	u.stats.Sent = u.sent.Load()
+	u.stats.Resent += max(0, u.stats.Sent-(desc.Size-u.base))
+	return u.stats, err
+}
+
+// chunkedUpload is the state of one UploadChunked.
+type chunkedUpload struct {
+	r     *Repo
+	desc  ocispec.Descriptor
+	open  func(off int64) (io.ReadCloser, error)
+	opts  ChunkOptions
+	entry journalEntry
+	stats UploadStats
+	sent  atomic.Int64 // body bytes handed to the client
+
+	loc     string // the session's URL, state token included; "" for none
+	off     int64  // bytes the registry holds
+	known   bool   // off is what the registry said last; false: ask first
+	earlier bool   // the session was journaled by an earlier run
+	base    int64  // bytes an earlier run's session held when resumed
+}
+
+func (u *chunkedUpload) run(ctx context.Context) error {
+	if e, ok := u.opts.Journal.load(u.entry.Repository, u.desc.Digest); ok {
+		u.loc, u.off, u.earlier = e.Location, e.Offset, true
 	}
-	fresh, resyncs := 0, 0
-	var err error
+	b := u.opts.Retry.start()
 	for {
-		if loc != "" && resync {
-			next, at, serr := r.status(ctx, loc, opts.Settle)
-			switch {
-			case serr == nil:
-				loc, off, resync = next, at, false
-			case ctx.Err() != nil:
-				return serr
-			case transient(serr) && resyncs < maxResyncs:
-				resyncs++ // keep the session: ask again
-				if err := sleep(ctx, time.Duration(resyncs)*250*time.Millisecond); err != nil {
-					return err
-				}
-				continue
-			default:
-				err, loc = serr, "" // the session is gone
-			}
-		}
-		if loc == "" {
-			// Before a fresh session: the blob may be complete already (a
-			// lost answer to the final PUT, or another process).
-			if ok, _ := r.Blobs().Exists(ctx, desc); ok {
-				opts.Journal.remove(name, desc.Digest)
-				return nil
-			}
-			if fresh++; fresh > 3 {
-				return fmt.Errorf("uploading blob %s: could not complete after 3 fresh sessions: %w", desc.Digest, err)
-			}
-			if loc, err = r.start(ctx); err != nil {
-				return err
-			}
-			off = 0
-		}
-		entry.Location, entry.Offset = stripState(loc), off
-		if err := opts.Journal.save(entry); err != nil {
-			return err
-		}
-		switch {
-		case off < desc.Size:
-			loc, off, err = r.sendChunks(ctx, desc, loc, off, open, opts, entry)
-		case off > desc.Size:
-			err = fmt.Errorf("the registry holds %d bytes of a %d-byte blob", off, desc.Size)
-			r.cancel(ctx, loc)
-			loc = ""
-			continue
-		default:
-			if err = r.complete(ctx, loc, desc); err == nil {
-				opts.Journal.remove(name, desc.Digest)
-				return nil
-			}
-		}
+		progress, err := u.attempt(ctx)
 		switch {
 		case err == nil:
-			continue // every chunk acknowledged: complete on the next pass
+			u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
+			return nil
 		case errors.Is(err, errChunkingUnsupported):
-			r.cancel(ctx, loc)
-			opts.Journal.remove(name, desc.Digest)
+			u.r.cancel(ctx, u.loc)
+			u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
 			return err
-		case ctx.Err() != nil:
+		case errors.Is(err, ErrStopped), ctx.Err() != nil:
 			return err // the journal keeps the last acknowledged chunk
 		case unusable(err):
-			r.cancel(ctx, loc)
-			loc = ""
-		case !transient(err) || resyncs >= maxResyncs:
-			return fmt.Errorf("uploading blob %s: %w", desc.Digest, err)
+			u.lose(ctx, err)
+		case !transient(err) && !errors.Is(err, errResync):
+			return fmt.Errorf("uploading blob %s: %w", u.desc.Digest, err)
 		default:
-			resyncs++
-			if err := sleep(ctx, time.Duration(resyncs)*250*time.Millisecond); err != nil {
-				return err
-			}
-			resync = true
+			u.known = false // ask the registry where it stands
+		}
+		if err := b.failed(ctx, progress, err); err != nil {
+			return fmt.Errorf("uploading blob %s: %w", u.desc.Digest, err)
 		}
 	}
 }
 
+// attempt brings the upload as far as it can: it finds or opens a session,
+// sends the missing chunks and completes the blob. progress says whether
+// the registry holds more of the blob than before: a chunk acknowledged, or
+// the body of a cut chunk kept (distribution 3 keeps it).
+func (u *chunkedUpload) attempt(ctx context.Context) (progress bool, err error) {
+	if stopped(u.opts.Stop) {
+		return false, ErrStopped
+	}
+	if u.loc != "" && !u.known {
+		next, at, err := u.r.status(ctx, u.loc, u.opts.Settle)
+		switch {
+		case err == nil:
+			progress = at > u.off
+			u.loc, u.off, u.known = next, at, true
+			if u.earlier && u.base == 0 {
+				u.base = at
+			}
+		case unusable(err):
+			u.lose(ctx, err)
+		default:
+			return false, err
+		}
+	}
+	if u.loc == "" {
+		// Before a fresh session: the blob may be complete already (a
+		// lost answer to the final PUT, or another process).
+		if ok, _ := u.r.Blobs().Exists(ctx, u.desc); ok {
+			return true, nil
+		}
+		loc, err := u.r.start(ctx)
+		if err != nil {
+			return false, err
+		}
+		u.loc, u.off, u.known = loc, 0, true
+		if err := u.journal(); err != nil {
+			return false, err
+		}
+	}
+	if u.off > u.desc.Size {
+		return false, fmt.Errorf("%w: the registry holds %d bytes of a %d-byte blob", errSessionUnusable, u.off, u.desc.Size)
+	}
+	from := u.off
+	err = u.sendChunks(ctx)
+	if progress = progress || u.off > from; err != nil {
+		return progress, err
+	}
+	return true, u.r.complete(ctx, u.loc, u.desc)
+}
+
+// errSessionUnusable marks an upload session that cannot go on.
+var errSessionUnusable = errors.New("upload session unusable")
+
+// errResync marks an answer that leaves the offset in doubt: ask the
+// registry where the upload stands before going on.
+var errResync = errors.New("upload offset in doubt")
+
 // unusable reports an upload session that cannot go on: a digest the
-// registry refused, an unknown or invalid session, or an offset mismatch.
+// registry refused, an unknown or invalid session, an offset mismatch, or
+// a session the registry no longer has.
 func unusable(err error) bool {
-	return hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") ||
+	return errors.Is(err, errSessionUnusable) || errors.Is(err, errdef.ErrNotFound) ||
+		hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") ||
 		statusOf(err) == http.StatusRequestedRangeNotSatisfiable
 }
 
-func statusOf(err error) int {
-	var er *errcode.ErrorResponse
-	if errors.As(err, &er) {
-		return er.StatusCode
+// lose abandons the session: the blob starts over from byte 0.
+func (u *chunkedUpload) lose(ctx context.Context, cause error) {
+	held := u.off
+	u.r.cancel(ctx, u.loc)
+	u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
+	if u.earlier {
+		// What an earlier run sent is sent again; this run's own lost
+		// bytes count through Sent.
+		u.stats.Resent += max(held, u.base)
+		u.earlier, u.base = false, 0
 	}
-	return 0
+	u.loc, u.off, u.known = "", 0, false
+	if held > 0 {
+		u.stats.Restarts++
+		if u.opts.Restarted != nil {
+			u.opts.Restarted(held, cause)
+		}
+	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
+func (u *chunkedUpload) journal() error {
+	u.entry.Location, u.entry.Offset = u.loc, u.off
+	return u.opts.Journal.save(u.entry)
+}
+
+// sendChunks PATCHes the blob from u.off in chunks, journaling each
+// acknowledged one, until every byte is sent, a request fails or the run is
+// asked to stop (between chunks: a chunk cut mid-body loses the session on
+// distribution 2.8, Harbor and zot).
+func (u *chunkedUpload) sendChunks(ctx context.Context) error {
+	if u.off == u.desc.Size {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
-}
-
-// start opens an upload session and returns its location.
-func (r *Repo) start(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url("blobs/uploads/"), nil)
+	src, err := u.open(u.off)
 	if err != nil {
-		return "", err
-	}
-	resp, err := r.do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return "", responseError(resp)
-	}
-	return location(resp)
-}
-
-// location resolves the Location header of an upload answer.
-func location(resp *http.Response) (string, error) {
-	l := resp.Header.Get("Location")
-	if l == "" {
-		return "", fmt.Errorf("%s %s: the registry sent no upload Location", resp.Request.Method, resp.Request.URL.Redacted())
-	}
-	u, err := resp.Request.URL.Parse(l)
-	if err != nil {
-		return "", fmt.Errorf("upload Location: %w", err)
-	}
-	return u.String(), nil
-}
-
-// uploadOffset reads the Range header "0-N" of an upload answer: N+1 bytes
-// held. distribution answers "0-0" for an empty upload as for one byte; 0 is
-// assumed, and a wrong guess ends in 416, which restarts the session.
-func uploadOffset(resp *http.Response) int64 {
-	rg := strings.TrimPrefix(resp.Header.Get("Range"), "bytes=")
-	_, end, ok := strings.Cut(rg, "-")
-	n, err := strconv.ParseInt(end, 10, 64)
-	if !ok || err != nil || n <= 0 {
-		return 0
-	}
-	return n + 1
-}
-
-// status asks the registry how many bytes of the upload it holds, waiting
-// until that number stops moving (a cut request may still be draining).
-func (r *Repo) status(ctx context.Context, loc string, settle time.Duration) (string, int64, error) {
-	last := int64(-1)
-	for i := 0; i < 25; i++ {
-		next, off, err := r.statusOnce(ctx, loc)
-		if err != nil {
-			return "", 0, err
-		}
-		if off == last {
-			return next, off, nil
-		}
-		last, loc = off, next
-		if err := sleep(ctx, settle); err != nil {
-			return "", 0, err
-		}
-	}
-	return "", 0, fmt.Errorf("the upload offset kept moving")
-}
-
-// statusOnce GETs the upload URL: with its state token first (distribution
-// v2 and Harbor need it), then without it (distribution v3 answers by the
-// upload's UUID alone, and a token written before a cut carries a stale
-// offset).
-func (r *Repo) statusOnce(ctx context.Context, loc string) (string, int64, error) {
-	urls := []string{loc}
-	if bare := stripState(loc); bare != loc {
-		urls = append(urls, bare)
-	}
-	var firstErr error
-	for _, u := range urls {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return "", 0, err
-		}
-		resp, err := r.do(req)
-		if err != nil {
-			return "", 0, err
-		}
-		if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK {
-			resp.Body.Close()
-			next, err := location(resp)
-			return next, uploadOffset(resp), err
-		}
-		if firstErr == nil {
-			firstErr = responseError(resp)
-		}
-		resp.Body.Close()
-	}
-	return "", 0, firstErr
-}
-
-// stripState removes the upload state token from an upload URL.
-func stripState(loc string) string {
-	u, err := url.Parse(loc)
-	if err != nil {
-		return loc
-	}
-	q := u.Query()
-	q.Del("_state")
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// sendChunks PATCHes the blob from off in chunks, journaling each
-// acknowledged one, until every byte is sent or a request fails.
-func (r *Repo) sendChunks(ctx context.Context, desc ocispec.Descriptor, loc string, off int64, open func(int64) (io.ReadCloser, error), opts ChunkOptions, entry journalEntry) (string, int64, error) {
-	src, err := open(off)
-	if err != nil {
-		return loc, off, err
+		return err
 	}
 	defer src.Close()
-	for off < desc.Size {
-		n := min(opts.Size, desc.Size-off)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, loc, io.LimitReader(src, n))
+	for u.off < u.desc.Size {
+		if stopped(u.opts.Stop) {
+			return ErrStopped
+		}
+		n := min(u.opts.Size, u.desc.Size-u.off)
+		body := &countingReader{r: io.LimitReader(src, n), n: &u.sent}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u.loc, body)
 		if err != nil {
-			return loc, off, err
+			return err
 		}
 		req.ContentLength = n
 		req.Header.Set("Content-Type", "application/octet-stream")
-		req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", off, off+n-1))
-		resp, err := r.do(req)
+		req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", u.off, u.off+n-1))
+		resp, err := u.r.do(req)
 		if err != nil {
-			return loc, off, err
+			return err
 		}
 		resp.Body.Close()
 		switch resp.StatusCode {
 		case http.StatusAccepted, http.StatusNoContent, http.StatusCreated:
 		case http.StatusMethodNotAllowed, http.StatusNotImplemented:
-			return loc, off, errChunkingUnsupported
+			return errChunkingUnsupported
 		default:
-			return loc, off, responseError(resp)
+			return responseError(resp)
 		}
-		if loc, err = location(resp); err != nil {
-			return loc, off, err
+		if u.loc, err = location(resp); err != nil {
+			return err
 		}
-		got := uploadOffset(resp)
-		if got != off+n {
-			return loc, off, fmt.Errorf("after a chunk to %d the registry holds %d bytes", off+n, got)
+		if got := uploadOffset(resp); got != u.off+n {
+			return fmt.Errorf("%w: after a chunk to %d the registry holds %d bytes", errResync, u.off+n, got)
 		}
-		off = got
-		entry.Location, entry.Offset = stripState(loc), off
-		if err := opts.Journal.save(entry); err != nil {
-			return loc, off, err
+		u.off += n
+		if err := u.journal(); err != nil {
+			return err
 		}
-	}
-	return loc, off, nil
-}
-
-// complete closes the upload under the blob's digest; the registry checks it.
-func (r *Repo) complete(ctx context.Context, loc string, desc ocispec.Descriptor) error {
-	u, err := url.Parse(loc)
-	if err != nil {
-		return err
-	}
-	q := u.Query()
-	q.Set("digest", desc.Digest.String())
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), http.NoBody)
-	if err != nil {
-		return err
-	}
-	resp, err := r.do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return responseError(resp)
 	}
 	return nil
 }
 
-// cancel abandons an upload session; failures do not matter, sessions expire.
-func (r *Repo) cancel(ctx context.Context, loc string) {
-	if loc == "" {
-		return
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc, nil)
-	if err != nil {
-		return
-	}
-	if resp, err := r.do(req); err == nil {
-		resp.Body.Close()
-	}
+// countingReader adds the bytes read to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
 }

@@ -125,15 +125,36 @@ func (p *Progress) summary() string {
 func (p *Progress) line(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.bar != nil {
+		_ = p.bar.Clear() // the bar draws itself again on its next update
+	}
 	fmt.Fprintln(p.w, s)
+}
+
+// restarted says in one line that a blob starts over because the target
+// lost its upload session. It is shown in every progress mode, as retries
+// are: it explains bytes sent twice.
+func (p *Progress) restarted(d ocispec.Descriptor, held int64, _ error) {
+	p.line(fmt.Sprintf("restarting blob %s (%s) from byte 0: the registry dropped its upload session holding %s "+
+		"(distribution 2.8, Harbor and zot cannot resume a session whose chunk was cut mid-body)",
+		shortDigest(d), Bytes(d.Size), Bytes(held)))
+}
+
+func shortDigest(d ocispec.Descriptor) string {
+	s := d.Digest.String()
+	if len(s) > 19 {
+		s = s[:19]
+	}
+	return s
 }
 
 // Hooks returns the engine hooks that feed this progress.
 func (p *Progress) Hooks() mirror.Hooks {
 	if p.mode == ProgressNone {
-		return mirror.Hooks{}
+		return mirror.Hooks{BlobRestarted: p.restarted}
 	}
 	return mirror.Hooks{
+		BlobRestarted: p.restarted,
 		ImageDone: func(im *mirror.Image) {
 			n := p.done.Add(1)
 			if p.mode == ProgressPlain {

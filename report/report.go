@@ -54,6 +54,11 @@ type Summary struct {
 	BlobsUploaded int   `json:"blobsUploaded"`
 	BlobsMounted  int   `json:"blobsMounted"`
 	BlobsSkipped  int   `json:"blobsSkipped"`
+	// BlobsRestarted counts the upload sessions the target lost while they
+	// held bytes, so the blob started over (distribution 2.8, Harbor and
+	// zot after a chunk cut mid-body); BytesResent the bytes sent again.
+	BlobsRestarted int   `json:"blobsRestarted"`
+	BytesResent    int64 `json:"bytesResent"`
 }
 
 // New starts a report for command from a plan.

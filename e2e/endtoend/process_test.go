@@ -78,8 +78,8 @@ func TestResumeAfterKillAndInterrupt(t *testing.T) {
 					if bytes.Contains(b, []byte(pass)) {
 						t.Errorf("the password is in state file %s", p)
 					}
-					if bytes.Contains(b, []byte("_state")) {
-						t.Errorf("an upload state token is in state file %s", p)
+					if info.Mode().Perm() != 0o600 {
+						t.Errorf("state file %s has mode %v, want 0600", p, info.Mode().Perm())
 					}
 				}
 				return nil
