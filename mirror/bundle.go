@@ -120,7 +120,19 @@ func (b *bundleRepo) KeepReferrer(ctx context.Context, desc ocispec.Descriptor) 
 // UploadChunked writes a large blob through a partial file that survives an
 // interrupted run: the next run hashes what is there and reads the source
 // from that offset.
-func (b *bundleRepo) UploadChunked(ctx context.Context, d ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), _ ChunkOptions) error {
+func (b *bundleRepo) UploadChunked(ctx context.Context, d ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), _ ChunkOptions) (UploadStats, error) {
+	return UploadStats{}, b.writePartial(d, open)
+}
+
+// Both kinds of target resume large blobs (checked when compiled).
+var (
+	_ chunkUploader = (*bundleRepo)(nil)
+	_ chunkUploader = (*Repo)(nil)
+	_ blobMounter   = (*Repo)(nil)
+)
+
+// writePartial writes d through its partial file.
+func (b *bundleRepo) writePartial(d ocispec.Descriptor, open func(off int64) (io.ReadCloser, error)) error {
 	if b.dir == "" {
 		return errors.New("the bundle is read-only")
 	}
