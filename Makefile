@@ -18,7 +18,8 @@ test: lint unit e2e fuzz ## every test: lint, unit, end-to-end, a short fuzz
 unit: ## unit tests of the main module, with the race detector
 	$(GO) test -race -count=1 ./...
 
-e2e: ## end-to-end tests against real in-process registries (nested module e2e/), with the race detector
+e2e: ## end-to-end tests against real registries, distribution v3 and 2.8 (nested module e2e/), with the race detector
+	@command -v docker-registry >/dev/null || { echo "make e2e: distribution 2.8 (docker-registry) is missing: apt-get install docker-registry, or run .ci/run" >&2; exit 1; }
 	cd e2e && $(GO) test -race -count=1 -timeout 20m ./...
 
 lint: ## go vet and a gofmt check over both modules

@@ -22,8 +22,12 @@ type logSink struct {
 	level logrus.Level
 }
 
-// acquireLogging registers r's log wishes and reconfigures logrus.
+// acquireLogging registers r's log wishes and reconfigures logrus. Only
+// in-process (V3) registries log through logrus; for others it does nothing.
 func (r *Registry) acquireLogging() {
+	if r.opts.Kind != V3 {
+		return
+	}
 	logState.mu.Lock()
 	defer logState.mu.Unlock()
 	if logState.sinks == nil {
@@ -39,8 +43,12 @@ func (r *Registry) acquireLogging() {
 	applyLogging()
 }
 
-// releaseLogging forgets r's log wishes and reconfigures logrus.
+// releaseLogging forgets r's log wishes and reconfigures logrus (V3 only,
+// like acquireLogging).
 func (r *Registry) releaseLogging() {
+	if r.opts.Kind != V3 {
+		return
+	}
 	logState.mu.Lock()
 	defer logState.mu.Unlock()
 	delete(logState.sinks, r)

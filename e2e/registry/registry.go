@@ -1,19 +1,25 @@
-// Package registry starts a real CNCF distribution v3 registry in-process on
-// the loopback interface, for end-to-end tests, the demo and the benchmark.
+// Package registry starts a real distribution registry on the loopback
+// interface, for end-to-end tests, the demo and the benchmark: CNCF
+// distribution v3 in-process (Kind V3, the default), or distribution 2.8,
+// the registry Harbor embeds, as a child process of Debian's docker-registry
+// binary (Kind V28). Both behave the same through this package's API.
 //
-// The registry is distribution's own HTTP application
-// (handlers.NewApp) with a configuration built in code: filesystem storage
-// with deletes enabled, optional htpasswd basic auth and optional TLS with a
-// CA generated at start. It is served by an http.Server of this package on a
-// listener of this package, so the port and the TLS settings are ours, and the
-// registry can be stopped and started again on the same port and the same
-// storage directory (a "registry restarted mid-run" test).
+// The configuration is built in code: filesystem storage with deletes
+// enabled, optional htpasswd basic auth or Bearer token auth, and optional
+// TLS with a CA generated at start. The port and the storage directory are
+// kept across restarts, so the registry can be stopped and started again
+// (a "registry restarted mid-run" test) or killed like a crashed one.
+//
+// V3 is distribution's own HTTP application (handlers.NewApp) served by an
+// http.Server of this package on a listener of this package. V28 runs
+// `docker-registry serve CONFIG` with a configuration file rendered from the
+// same configuration; the child also serves its metrics on a second
+// loopback port, which Stop reads.
 //
 // Start does not depend on package testing; StartT is the test convenience.
 package registry
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,32 +28,33 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"golang.org/x/crypto/bcrypt"
-
-	// distribution registers its auth schemes and storage drivers from init
-	// functions; NewApp only finds the ones whose packages are linked in.
-	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
 // DefaultRealm is the basic-auth realm used when Options.Realm is empty.
 const DefaultRealm = "edgemirror-e2e"
 
-// Options configures a registry. The zero value is a plain-HTTP registry
-// without auth on 127.0.0.1 and a random free port, storing in a fresh
-// temporary directory.
+// ErrV28NotInstalled is returned by Start with Kind V28 when the
+// docker-registry binary is not on PATH.
+var ErrV28NotInstalled = errors.New("distribution 2.8 (Debian package docker-registry) is not installed: apt-get install docker-registry, or run .ci/run")
+
+// Options configures a registry. The zero value is an in-process
+// distribution v3 registry serving plain HTTP without auth on 127.0.0.1 and
+// a random free port, storing in a fresh temporary directory.
 type Options struct {
+	// Kind chooses the implementation; the zero value is V3.
+	Kind Kind
+
 	// Addr is the listen address. Empty means "127.0.0.1:0" (a free port).
 	// The port chosen at the first start is kept by Restart.
 	Addr string
@@ -59,11 +66,16 @@ type Options struct {
 
 	// Users enables htpasswd basic auth with these user names and passwords
 	// (hashed with bcrypt at its minimum cost, since the registry checks the
-	// hash on every request). Empty means no auth.
+	// hash on every request). Empty means no basic auth. Users and Token
+	// exclude each other.
 	Users map[string]string
 
 	// Realm is the basic-auth realm; empty means DefaultRealm.
 	Realm string
+
+	// Token, when non-nil, enables Bearer token auth trusting the token
+	// server it describes (see package tokenserver).
+	Token *TokenAuth
 
 	// RootDir is the filesystem storage directory. Empty means a fresh
 	// temporary directory that Close removes; a given directory is kept.
@@ -82,14 +94,15 @@ type Options struct {
 	// and deletes are refused.
 	ReadOnly bool
 
-	// LogOutput, when non-nil, receives distribution's log lines; nil means
-	// silent. distribution logs through logrus's process-wide standard
-	// logger, so while any registry with a LogOutput runs, every registry's
-	// lines go to every such writer.
+	// LogOutput, when non-nil, receives the registry's log lines; nil means
+	// silent. With V28 it receives the child's standard output and error.
+	// With V3, distribution logs through logrus's process-wide standard
+	// logger, so while any in-process registry with a LogOutput runs, every
+	// in-process registry's lines go to every such writer.
 	LogOutput io.Writer
 
-	// LogLevel is the logrus level used with LogOutput ("debug", "info",
-	// ...); empty means "info".
+	// LogLevel is the log level used with LogOutput ("debug", "info",
+	// "warn", "error"); empty means "info".
 	LogLevel string
 
 	// ShutdownTimeout bounds the graceful part of Stop and Close; requests
@@ -97,11 +110,14 @@ type Options struct {
 	ShutdownTimeout time.Duration
 
 	// Configure, when non-nil, may change the configuration built by this
-	// package just before each NewApp (e.g. validation settings).
+	// package just before each start (e.g. validation settings). With V28
+	// the result is rendered to the child's YAML configuration file, which
+	// distribution 2.8 reads with its own, older schema: settings it does
+	// not know are ignored.
 	Configure func(*configuration.Configuration)
 }
 
-// Registry is a running (or stopped) in-process distribution registry.
+// Registry is a running (or stopped) distribution registry.
 // Its methods are safe for concurrent use.
 type Registry struct {
 	// Addr is the host:port the registry listens on; it does not change
@@ -119,20 +135,26 @@ type Registry struct {
 
 	opts        Options
 	secret      string
-	privDir     string // htpasswd file, certificates
+	privDir     string // configuration, htpasswd file, certificates
 	ownRoot     bool
 	serverCert  tls.Certificate
+	tlsCertFile string // serverCert's chain and key as PEM files (V28)
+	tlsKeyFile  string
 	htpasswd    string
+	binary      string // the docker-registry executable (V28)
+	debugAddr   string // the child's debug server, for its metrics (V28)
 	errorLog    *log.Logger
-	logOverride bool
 
 	mu      sync.Mutex
-	srv     *http.Server
-	app     *handlers.App
-	served  chan struct{} // closed when the current Serve returns
-	conns   *connTracker
 	closed  bool
 	running bool
+	// V3: the current server and App.
+	srv    *http.Server
+	app    *handlers.App
+	served chan struct{} // closed when the current Serve returns
+	conns  *connTracker
+	// V28: the current child process.
+	child *child
 }
 
 // Start starts a registry with the given options and returns once it
@@ -156,6 +178,21 @@ func Start(opts Options) (*Registry, error) {
 }
 
 func (r *Registry) init() error {
+	switch r.opts.Kind {
+	case V3:
+	case V28:
+		bin, err := exec.LookPath("docker-registry")
+		if err != nil {
+			return fmt.Errorf("registry: %w", ErrV28NotInstalled)
+		}
+		r.binary = bin
+	default:
+		return fmt.Errorf("registry: unknown kind %d", int(r.opts.Kind))
+	}
+	if len(r.opts.Users) > 0 && r.opts.Token != nil {
+		return errors.New("registry: Users and Token exclude each other")
+	}
+
 	var err error
 	r.privDir, err = os.MkdirTemp("", "edgemirror-registry-priv-*")
 	if err != nil {
@@ -186,38 +223,13 @@ func (r *Registry) init() error {
 	}
 
 	if len(r.opts.Users) > 0 {
-		var sb strings.Builder
-		for user, pass := range r.opts.Users {
-			if user == "" || strings.ContainsAny(user, ":\n") {
-				return fmt.Errorf("registry: invalid user name %q", user)
-			}
-			h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
-			if err != nil {
-				return fmt.Errorf("registry: hashing password of %q: %w", user, err)
-			}
-			fmt.Fprintf(&sb, "%s:%s\n", user, h)
-		}
-		r.htpasswd = filepath.Join(r.privDir, "htpasswd")
-		if err := os.WriteFile(r.htpasswd, []byte(sb.String()), 0o600); err != nil {
-			return fmt.Errorf("registry: %w", err)
+		if err := r.writeHtpasswd(); err != nil {
+			return err
 		}
 	}
-
 	if r.opts.TLS {
-		ca, err := newCA()
-		if err != nil {
-			return fmt.Errorf("registry: generating CA: %w", err)
-		}
-		r.serverCert, err = ca.serverCert()
-		if err != nil {
-			return fmt.Errorf("registry: generating server certificate: %w", err)
-		}
-		r.CAPEM = ca.certPEM
-		r.CertPool = x509.NewCertPool()
-		r.CertPool.AddCert(ca.cert)
-		r.CAFile = filepath.Join(r.privDir, "ca.pem")
-		if err := os.WriteFile(r.CAFile, r.CAPEM, 0o644); err != nil {
-			return fmt.Errorf("registry: %w", err)
+		if err := r.makeCerts(); err != nil {
+			return err
 		}
 	}
 
@@ -229,53 +241,63 @@ func (r *Registry) init() error {
 	return nil
 }
 
-// config builds the distribution configuration for one App.
-func (r *Registry) config() *configuration.Configuration {
-	cfg := &configuration.Configuration{
-		Version: "0.1",
-		Storage: configuration.Storage{
-			"filesystem": configuration.Parameters{"rootdirectory": r.RootDir},
-			"delete":     configuration.Parameters{"enabled": true},
-			"maintenance": configuration.Parameters{
-				// The purger runs in a goroutine that sleeps up to an hour
-				// and would outlive a stopped App; tests never need it.
-				"uploadpurging": map[any]any{"enabled": false},
-				"readonly":      map[any]any{"enabled": r.opts.ReadOnly},
-			},
-		},
-	}
-	cfg.HTTP.Addr = r.Addr
-	cfg.HTTP.Secret = r.secret
-	cfg.HTTP.RelativeURLs = r.opts.RelativeURLs
-	cfg.Log.AccessLog.Disabled = true
-	if r.htpasswd != "" {
-		realm := r.opts.Realm
-		if realm == "" {
-			realm = DefaultRealm
+// writeHtpasswd writes the htpasswd file of Options.Users.
+func (r *Registry) writeHtpasswd() error {
+	var sb strings.Builder
+	for user, pass := range r.opts.Users {
+		if user == "" || strings.ContainsAny(user, ":\n") {
+			return fmt.Errorf("registry: invalid user name %q", user)
 		}
-		cfg.Auth = configuration.Auth{
-			"htpasswd": configuration.Parameters{"realm": realm, "path": r.htpasswd},
+		h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		if err != nil {
+			return fmt.Errorf("registry: hashing password of %q: %w", user, err)
 		}
+		fmt.Fprintf(&sb, "%s:%s\n", user, h)
 	}
-	if r.opts.Configure != nil {
-		r.opts.Configure(cfg)
+	r.htpasswd = filepath.Join(r.privDir, "htpasswd")
+	if err := os.WriteFile(r.htpasswd, []byte(sb.String()), 0o600); err != nil {
+		return fmt.Errorf("registry: %w", err)
 	}
-	return cfg
+	return nil
 }
 
-// newApp wraps handlers.NewApp, which reports configuration errors by
-// panicking.
-func (r *Registry) newApp() (app *handlers.App, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("registry: configuring distribution: %v", p)
+// makeCerts generates the CA and the server certificate, and writes them.
+func (r *Registry) makeCerts() error {
+	ca, err := NewCA("edgemirror e2e test CA")
+	if err != nil {
+		return fmt.Errorf("registry: generating CA: %w", err)
+	}
+	r.serverCert, err = ca.ServerCert()
+	if err != nil {
+		return fmt.Errorf("registry: generating server certificate: %w", err)
+	}
+	r.CAPEM = ca.CertPEM
+	r.CertPool = x509.NewCertPool()
+	r.CertPool.AddCert(ca.Cert)
+	r.CAFile = filepath.Join(r.privDir, "ca.pem")
+	if err := os.WriteFile(r.CAFile, r.CAPEM, 0o644); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	if r.opts.Kind == V28 {
+		r.tlsCertFile = filepath.Join(r.privDir, "server.pem")
+		r.tlsKeyFile = filepath.Join(r.privDir, "server-key.pem")
+		if err := writeKeyPair(r.serverCert, r.tlsCertFile, r.tlsKeyFile); err != nil {
+			return fmt.Errorf("registry: %w", err)
 		}
-	}()
-	return handlers.NewApp(context.Background(), r.config()), nil
+	}
+	return nil
 }
 
-// start listens on addr (retrying for up to retryFor while the port is
-// still taken) and serves a fresh App. r.mu must not be held.
+// shutdownTimeout is Options.ShutdownTimeout or its default.
+func (r *Registry) shutdownTimeout() time.Duration {
+	if r.opts.ShutdownTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return r.opts.ShutdownTimeout
+}
+
+// start starts serving on addr, retrying for up to retryFor while the port
+// is still taken. r.mu must not be held.
 func (r *Registry) start(addr string, retryFor time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -285,135 +307,28 @@ func (r *Registry) start(addr string, retryFor time.Duration) error {
 	if r.running {
 		return nil
 	}
-
-	ln, err := listen(addr, retryFor)
-	if err != nil {
-		return fmt.Errorf("registry: listen on %s: %w", addr, err)
+	if r.opts.Kind == V28 {
+		return r.startProcess(addr, retryFor)
 	}
-	if r.Addr == "" {
-		// Set once: restarts reuse it, and readers need no lock.
-		r.Addr = ln.Addr().String()
-	}
-
-	app, err := r.newApp()
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if r.opts.TLS {
-		ln = tls.NewListener(ln, &tls.Config{
-			Certificates: []tls.Certificate{r.serverCert},
-			MinVersion:   tls.VersionTLS12,
-		})
-	}
-	conns := &connTracker{m: map[net.Conn]http.ConnState{}}
-	srv := &http.Server{
-		Handler:           app,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          r.errorLog,
-		ConnState:         conns.track,
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln) // always non-nil; ErrServerClosed after Shutdown/Close
-	}()
-	r.srv, r.app, r.served, r.conns, r.running = srv, app, served, conns, true
-	return nil
-}
-
-// connTracker records the state of the server's connections.
-type connTracker struct {
-	mu sync.Mutex
-	m  map[net.Conn]http.ConnState
-}
-
-func (c *connTracker) track(conn net.Conn, st http.ConnState) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch st {
-	case http.StateClosed, http.StateHijacked:
-		delete(c.m, conn)
-	default:
-		c.m[conn] = st
-	}
-}
-
-// closeNew closes the connections on which no request has started.
-// http.Server.Shutdown waits 5 s for those (clients open spare connections
-// they may never use), which would make every graceful stop slow.
-func (c *connTracker) closeNew() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for conn, st := range c.m {
-		if st == http.StateNew {
-			conn.Close()
-		}
-	}
-}
-
-// listen binds addr; when the port is still in use (a restart right after a
-// stop), it retries for up to retryFor.
-func listen(addr string, retryFor time.Duration) (net.Listener, error) {
-	deadline := time.Now().Add(retryFor)
-	for {
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			return ln, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
-			return nil, err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return r.startInProcess(addr, retryFor)
 }
 
 // stop stops serving. graceful waits for running requests (bounded by
-// ShutdownTimeout); otherwise every connection is closed at once.
+// ShutdownTimeout); otherwise they are cut at once.
 func (r *Registry) stop(graceful bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.running {
 		return nil
 	}
-	var err error
-	if graceful {
-		timeout := r.opts.ShutdownTimeout
-		if timeout <= 0 {
-			timeout = 5 * time.Second
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		done := make(chan error, 1)
-		go func() { done <- r.srv.Shutdown(ctx) }()
-		tick := time.NewTicker(20 * time.Millisecond)
-	wait:
-		for {
-			select {
-			case err = <-done:
-				break wait
-			case <-tick.C:
-				r.conns.closeNew()
-			}
-		}
-		tick.Stop()
-		cancel()
-		if err != nil {
-			// Requests still running after the timeout are cut.
-			err = r.srv.Close()
-		}
-	} else {
-		err = r.srv.Close()
+	if r.opts.Kind == V28 {
+		return r.stopProcess(graceful)
 	}
-	<-r.served
-	if aerr := r.app.Shutdown(); err == nil {
-		err = aerr
-	}
-	r.srv, r.app, r.served, r.conns, r.running = nil, nil, nil, nil, false
-	if err != nil {
-		return fmt.Errorf("registry: stop: %w", err)
-	}
-	return nil
+	return r.stopInProcess(graceful)
 }
+
+// Kind returns the registry's implementation.
+func (r *Registry) Kind() Kind { return r.opts.Kind }
 
 // Host returns the registry's host:port, as used in image references.
 func (r *Registry) Host() string { return r.Addr }
@@ -445,29 +360,47 @@ func (r *Registry) Client() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// Running reports whether the registry is serving.
+// Running reports whether the registry is serving. A V28 child process
+// that died on its own is not running.
 func (r *Registry) Running() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.child != nil {
+		return r.child.alive()
+	}
 	return r.running
+}
+
+// PID returns the process id of the V28 child process, or 0 when it is not
+// running and with V3.
+func (r *Registry) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.child == nil || !r.child.alive() {
+		return 0
+	}
+	return r.child.cmd.Process.Pid
 }
 
 // Stop stops serving gracefully (running requests may finish within
 // Options.ShutdownTimeout, then are cut) and keeps the port number and the
 // storage, so Restart can bring the same registry back. Stopping a stopped
-// registry does nothing.
+// registry does nothing. With V28 the child gets SIGTERM, then SIGKILL
+// once its metrics show no request in flight (or a second after the
+// timeout); Stop reports a child that had died on its own.
 func (r *Registry) Stop() error { return r.stop(true) }
 
-// Kill stops serving at once, closing every connection (requests in flight
-// see their connection reset), like a crashed registry. Restart brings it
-// back.
+// Kill stops serving at once, like a crashed registry: requests in flight
+// see their connection reset (V3 closes every connection, V28's child gets
+// SIGKILL). Restart brings it back.
 func (r *Registry) Kill() error { return r.stop(false) }
 
-// Restart stops the registry if it runs, then serves a fresh distribution
-// App on the same address and the same storage directory, with the same
-// credentials, certificate and upload secret.
+// Restart stops the registry if it runs, then starts it again on the same
+// address and the same storage directory, with the same credentials,
+// certificate and upload secret. A V28 child that had died on its own is
+// simply started again.
 func (r *Registry) Restart() error {
-	if err := r.stop(true); err != nil {
+	if err := r.stop(true); err != nil && !errors.Is(err, errExited) {
 		return err
 	}
 	return r.start(r.Addr, 10*time.Second)
@@ -475,7 +408,9 @@ func (r *Registry) Restart() error {
 
 // Close stops the registry and removes the temporary directories it made
 // (the storage directory too, unless Options.RootDir was given). A closed
-// registry cannot be restarted. Close is idempotent.
+// registry cannot be restarted, and no V28 child process is left; like
+// Stop, Close reports a child that had died on its own. Close is
+// idempotent.
 func (r *Registry) Close() error {
 	err := r.stop(true)
 	r.mu.Lock()
