@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 	orasauth "oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/edgemirror/edgemirror/auth"
 	"github.com/edgemirror/edgemirror/mirror"
@@ -223,6 +224,36 @@ func (s *session) ping(e *env, plan *mirror.Plan) error {
 	return nil
 }
 
+// refusal is a registry's answer in short: the reason, the status and the
+// registry's first error, without the request URL (the message names the
+// registry and the repository already). Other errors are as reasonOf says.
+func refusal(err error) string {
+	var er *errcode.ErrorResponse
+	if !errors.As(err, &er) {
+		return reasonOf(err)
+	}
+	s := fmt.Sprintf("%d %s", er.StatusCode, http.StatusText(er.StatusCode))
+	if len(er.Errors) > 0 {
+		s += ": " + er.Errors[0].Code
+		if m := er.Errors[0].Message; m != "" {
+			s += " " + m
+		}
+	}
+	if r := transport.Reason(err); r != "" {
+		s = r + " (" + s + ")"
+	}
+	return s
+}
+
+// statusOf is the HTTP status of a registry's refusal, or 0.
+func statusOf(err error) int {
+	var er *errcode.ErrorResponse
+	if errors.As(err, &er) {
+		return er.StatusCode
+	}
+	return 0
+}
+
 // reasonOf is an error for a one-line message: its reason, then its
 // redacted text.
 func reasonOf(err error) string {
@@ -267,14 +298,19 @@ func (s *session) checkPush(e *env, plan *mirror.Plan, jobs int) error {
 		return nil
 	}
 	host, path, _ := strings.Cut(repos[first], "/")
-	msg := fmt.Sprintf("target registry %s: cannot push to %s: %s", host, path, reasonOf(errs[first]))
+	msg := fmt.Sprintf("target registry %s: cannot push to %s", host, path)
 	if failed > 1 {
-		msg += fmt.Sprintf(" (and %d more of the %d target repositories)", failed-1, len(repos))
+		msg += fmt.Sprintf(" (nor to %d more of the %d target repositories)", failed-1, len(repos))
 	}
+	msg += ": " + refusal(errs[first])
 	switch transport.Reason(errs[first]) {
 	case transport.ReasonUnauthorized, transport.ReasonForbidden, transport.ReasonNotFound:
 		project, _, _ := strings.Cut(path, "/")
 		msg += fmt.Sprintf("; the account or token may be read-only or pull-only there, or the project %q may not exist (Harbor: create it first)", project)
+	case "":
+		if statusOf(errs[first]) == http.StatusMethodNotAllowed {
+			msg += "; the registry is read-only"
+		}
 	}
 	return opErr(errors.New(msg))
 }

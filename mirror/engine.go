@@ -401,6 +401,9 @@ func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descrip
 			})
 		}
 	default:
+		if err := e.dockerRefused(j.repo, desc); err != nil {
+			return err // refused since the image started: send none of its blobs
+		}
 		blobs, err := manifestBlobs(desc, raw)
 		if err != nil {
 			return err
@@ -737,16 +740,19 @@ func (e *engine) read(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.De
 // resumingReader reopens its source at the current offset when a read is
 // cut, a bounded number of times. Close may come from another goroutine
 // while a Read is under way: net/http can still be reading a request body
-// when the request has already failed.
+// when the request has already failed. The source reader is not safe for a
+// Close during its Read, so such a Close only marks the reader closed and
+// the Read closes the source when it returns.
 type resumingReader struct {
 	ctx   context.Context
 	open  func(off int64) (io.ReadCloser, error)
 	off   int64 // read by Read only
 	tries int   // read by Read only
 
-	mu     sync.Mutex
-	rc     io.ReadCloser
-	closed bool
+	mu      sync.Mutex
+	rc      io.ReadCloser // replaced by Read only, while reading
+	reading bool
+	closed  bool
 }
 
 // maxReadResumes bounds the reopenings of one blob read.
@@ -755,41 +761,47 @@ const maxReadResumes = 5
 // errReaderClosed ends a Read racing with Close.
 var errReaderClosed = errors.New("blob reader closed")
 
-func (r *resumingReader) current() (io.ReadCloser, bool) {
+// isClosed reports whether Close was called.
+func (r *resumingReader) isClosed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.rc, r.closed
+	return r.closed
 }
 
-func (r *resumingReader) Read(p []byte) (int, error) {
-	for {
-		rc, closed := r.current()
-		if closed {
-			return 0, errReaderClosed
+func (r *resumingReader) Read(p []byte) (n int, err error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return 0, errReaderClosed
+	}
+	r.reading = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.reading = false
+		if r.closed {
+			r.rc.Close() // closed while this Read ran
+			err = errReaderClosed
 		}
-		n, err := rc.Read(p)
+	}()
+	for {
+		n, err = r.rc.Read(p)
 		r.off += int64(n)
 		if err == nil || err == io.EOF || r.ctx.Err() != nil || r.tries >= maxReadResumes ||
 			!(errors.Is(err, io.ErrUnexpectedEOF) || transient(err)) {
 			return n, err
 		}
 		r.tries++
-		rc.Close()
-		if serr := sleep(r.ctx, time.Duration(r.tries)*200*time.Millisecond); serr != nil {
+		if serr := sleep(r.ctx, time.Duration(r.tries)*200*time.Millisecond); serr != nil || r.isClosed() {
 			return n, err
 		}
 		next, oerr := r.open(r.off)
 		if oerr != nil {
 			return n, fmt.Errorf("%w (resuming the read at %d: %v)", err, r.off, oerr)
 		}
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			next.Close()
-			return n, errReaderClosed
-		}
+		r.rc.Close()
 		r.rc = next
-		r.mu.Unlock()
 		if n > 0 {
 			return n, nil
 		}
@@ -803,6 +815,9 @@ func (r *resumingReader) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.reading {
+		return nil // the Read under way closes the source
+	}
 	return r.rc.Close()
 }
 

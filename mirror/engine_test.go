@@ -302,3 +302,28 @@ func TestCopyCancelled(t *testing.T) {
 		t.Fatalf("got %+v", p.Images[0])
 	}
 }
+
+// TestCopyStopStartsNothing: after a graceful stop, no image starts and no
+// blob moves; every image fails with ErrStopped's reason, so the report
+// says what to do.
+func TestCopyStopStartsNothing(t *testing.T) {
+	h := newHarness()
+	pushImage(t, h.src.repo("quay.io/a/one"), "1", nil, "base", "one")
+	pushImage(t, h.src.repo("quay.io/a/two"), "1", nil, "base", "two")
+	stop := make(chan struct{})
+	close(stop)
+	h.opts.Stop = stop
+	p := h.plan("quay.io/a/one:1", "quay.io/a/two:1")
+	st := Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "failed,failed" {
+		t.Fatalf("statuses %s, want failed,failed", got)
+	}
+	for _, im := range p.Images {
+		if im.Reason != ErrStopped.Error() {
+			t.Errorf("%s: reason %q, want %q", im.Target, im.Reason, ErrStopped)
+		}
+	}
+	if st.BlobsUploaded != 0 || h.dst.pushes.Load() != 0 || h.src.fetches.Load() != 0 {
+		t.Errorf("a stopped run moved data: %+v, %d pushes, %d fetches", st, h.dst.pushes.Load(), h.src.fetches.Load())
+	}
+}

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -50,6 +51,16 @@ func (r Retry) withDefaults() Retry {
 	return r
 }
 
+// maxRestarts is how often a blob may start over from byte 0 because its
+// registry lost the upload session (distribution 2.8, Harbor and zot lose it
+// on every cut chunk): four times Stalls. Such a restart may follow an
+// attempt that made progress, so Stalls alone would never end a link that
+// always fails before the blob is complete.
+func maxRestarts(r Retry) int { return 4 * r.withDefaults().Stalls }
+
+// errGaveUp marks a transfer that spent its retry budget.
+var errGaveUp = errors.New("gave up")
+
 // budget tracks the attempts of one blob transfer under a Retry policy.
 type budget struct {
 	policy   Retry
@@ -74,7 +85,7 @@ func (b *budget) failed(ctx context.Context, progress bool, cause error) error {
 	} else {
 		b.stalls++
 		if b.stalls >= b.policy.Stalls {
-			return fmt.Errorf("%d attempts in a row made no progress: %w", b.stalls, cause)
+			return fmt.Errorf("%w: %d attempts in a row made no progress: %w", errGaveUp, b.stalls, cause)
 		}
 		wait = b.policy.MinWait << (b.stalls - 1)
 		if wait > b.policy.MaxWait || wait <= 0 {
@@ -82,7 +93,7 @@ func (b *budget) failed(ctx context.Context, progress bool, cause error) error {
 		}
 	}
 	if b.policy.For > 0 && time.Since(b.started) >= b.policy.For {
-		return fmt.Errorf("still failing after %s of retries (%d attempts): %w", b.policy.For, b.attempts, cause)
+		return fmt.Errorf("%w: still failing after %s of retries (%d attempts): %w", errGaveUp, b.policy.For, b.attempts, cause)
 	}
 	if err := sleep(ctx, wait); err != nil {
 		return cause

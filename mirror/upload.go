@@ -40,8 +40,8 @@ type ChunkOptions struct {
 type UploadStats struct {
 	// Sent counts the body bytes sent.
 	Sent int64
-	// Resent counts the bytes sent again because the registry could not
-	// resume: bytes of lost sessions, of this run or of an earlier one.
+	// Resent counts the bytes the registry held and lost, which are sent
+	// again: what its lost sessions (of this run or an earlier one) held.
 	Resent int64
 	// Restarts counts the sessions lost while holding bytes of the blob.
 	Restarts int
@@ -79,7 +79,6 @@ func (r *Repo) UploadChunked(ctx context.Context, desc ocispec.Descriptor, open 
 	// net/http may still read a failed request's body for a moment: read
 	// the counter atomically.
 	u.stats.Sent = u.sent.Load()
-	u.stats.Resent += max(0, u.stats.Sent-(desc.Size-u.base))
 	return u.stats, err
 }
 
@@ -93,16 +92,16 @@ type chunkedUpload struct {
 	stats UploadStats
 	sent  atomic.Int64 // body bytes handed to the client
 
-	loc     string // the session's URL, state token included; "" for none
-	off     int64  // bytes the registry holds
-	known   bool   // off is what the registry said last; false: ask first
-	earlier bool   // the session was journaled by an earlier run
-	base    int64  // bytes an earlier run's session held when resumed
+	loc   string // the session's URL, state token included; "" for none
+	off   int64  // bytes the registry holds
+	known bool   // off is what the registry said last; false: ask first
+	lost  int64  // bytes the last lost session held, until the blob restarts
+	why   error  // why it was lost
 }
 
 func (u *chunkedUpload) run(ctx context.Context) error {
 	if e, ok := u.opts.Journal.load(u.entry.Repository, u.desc.Digest); ok {
-		u.loc, u.off, u.earlier = e.Location, e.Offset, true
+		u.loc, u.off = e.Location, e.Offset
 	}
 	b := u.opts.Retry.start()
 	for {
@@ -117,6 +116,8 @@ func (u *chunkedUpload) run(ctx context.Context) error {
 			return err
 		case errors.Is(err, ErrStopped), ctx.Err() != nil:
 			return err // the journal keeps the last acknowledged chunk
+		case errors.Is(err, errGaveUp):
+			return fmt.Errorf("uploading blob %s: %w", u.desc.Digest, err)
 		case unusable(err):
 			u.lose(ctx, err)
 		case !transient(err) && !errors.Is(err, errResync):
@@ -144,9 +145,6 @@ func (u *chunkedUpload) attempt(ctx context.Context) (progress bool, err error) 
 		case err == nil:
 			progress = at > u.off
 			u.loc, u.off, u.known = next, at, true
-			if u.earlier && u.base == 0 {
-				u.base = at
-			}
 		case unusable(err):
 			u.lose(ctx, err)
 		default:
@@ -158,6 +156,9 @@ func (u *chunkedUpload) attempt(ctx context.Context) (progress bool, err error) 
 		// lost answer to the final PUT, or another process).
 		if ok, _ := u.r.Blobs().Exists(ctx, u.desc); ok {
 			return true, nil
+		}
+		if err := u.restart(); err != nil {
+			return false, err
 		}
 		loc, err := u.r.start(ctx)
 		if err != nil {
@@ -188,31 +189,49 @@ var errResync = errors.New("upload offset in doubt")
 
 // unusable reports an upload session that cannot go on: a digest the
 // registry refused, an unknown or invalid session, an offset mismatch, or
-// a session the registry no longer has.
+// a session the registry no longer has. Registries differ in the codes
+// (distribution 2.8 answers a stale state with 404 BLOB_UPLOAD_INVALID,
+// distribution 3 with 416), so any 400, 404 or 416 on a session counts.
 func unusable(err error) bool {
-	return errors.Is(err, errSessionUnusable) || errors.Is(err, errdef.ErrNotFound) ||
-		hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") ||
-		statusOf(err) == http.StatusRequestedRangeNotSatisfiable
+	if errors.Is(err, errSessionUnusable) || errors.Is(err, errdef.ErrNotFound) ||
+		hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") {
+		return true
+	}
+	switch statusOf(err) {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestedRangeNotSatisfiable:
+		return true
+	}
+	return false
 }
 
-// lose abandons the session: the blob starts over from byte 0.
+// lose abandons the session; the next attempt starts the blob over.
 func (u *chunkedUpload) lose(ctx context.Context, cause error) {
-	held := u.off
+	u.lost, u.why = max(u.lost, u.off), cause
 	u.r.cancel(ctx, u.loc)
 	u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
-	if u.earlier {
-		// What an earlier run sent is sent again; this run's own lost
-		// bytes count through Sent.
-		u.stats.Resent += max(held, u.base)
-		u.earlier, u.base = false, 0
-	}
 	u.loc, u.off, u.known = "", 0, false
-	if held > 0 {
-		u.stats.Restarts++
-		if u.opts.Restarted != nil {
-			u.opts.Restarted(held, cause)
-		}
+}
+
+// restart counts a blob started over from byte 0 after its registry lost a
+// session that held bytes (unless the blob turned out complete): what the
+// session held is sent again. A registry that loses every session (a link
+// that always fails before the end, on a registry that cannot resume)
+// fails the blob after maxRestarts(Retry.Stalls) restarts.
+func (u *chunkedUpload) restart() error {
+	if u.lost == 0 {
+		return nil
 	}
+	held, cause := u.lost, u.why
+	u.lost, u.why = 0, nil
+	u.stats.Resent += held
+	u.stats.Restarts++
+	if limit := maxRestarts(u.opts.Retry); u.stats.Restarts > limit {
+		return fmt.Errorf("%w: the registry lost the upload %d times (limit %d): %w", errGaveUp, u.stats.Restarts, limit, cause)
+	}
+	if u.opts.Restarted != nil {
+		u.opts.Restarted(held, cause)
+	}
+	return nil
 }
 
 func (u *chunkedUpload) journal() error {

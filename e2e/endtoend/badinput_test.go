@@ -69,7 +69,7 @@ type badCase struct {
 
 // TestMirrorBadRegistryAnswers: a registry that answers wrongly for one
 // image (invalid JSON, a corrupted blob, a missing child, a huge manifest,
-// a missing blob, 401 at the source, 403 at the target) makes that image
+// a missing blob, 401 at the source, 403 to a tag write) makes that image
 // failed or missing with a clear one-line reason; every other image is
 // copied, the run exits 3, and nothing panics.
 func TestMirrorBadRegistryAnswers(t *testing.T) {
@@ -169,12 +169,16 @@ func TestMirrorBadRegistryAnswers(t *testing.T) {
 			reason: []string{"unauthorized"},
 		},
 		{
-			// The target reads fine but refuses every write into one
-			// repository.
-			name: "target answers 403 for one repository",
+			// The target accepts blobs but refuses to write one
+			// repository's tag (as Harbor does for an immutable tag). A
+			// repository refusing every push is found before any copy
+			// (TestPushRightsCheckedFirst).
+			name: "target answers 403 to one manifest write",
 			tgtHook: func(*imagebuild.Built) faultproxy.Hook {
 				h := http.Header{"Content-Type": {"application/json"}}
-				writes := func(r *http.Request) bool { return r.Method != http.MethodGet && r.Method != http.MethodHead }
+				writes := func(r *http.Request) bool {
+					return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/")
+				}
 				return repoFault(badTargetRepo, writes, faultproxy.Respond(http.StatusForbidden, h, errorBody("DENIED", "requested access to the resource is denied")))
 			},
 			status: "failed",

@@ -173,10 +173,16 @@ func cutTag(path string) (string, string, bool) {
 // digest.
 func (c *corpus) checkTarget(t *testing.T, tgt *registry.Registry, externalPath string) {
 	t.Helper()
-	target := reach(tgt)
+	c.checkTargetAt(t, reach(tgt), tgt.Host()+externalPath)
+}
+
+// checkTargetAt asserts that every image is under registry (host and
+// path), reached as target says, with its source digest.
+func (c *corpus) checkTargetAt(t *testing.T, target imagebuild.Target, registry string) {
+	t.Helper()
 	ctx := context.Background()
 	for _, ci := range c.images {
-		ref := ci.targetRef(tgt.Host() + externalPath)
+		ref := ci.targetRef(registry)
 		desc, _, err := imagebuild.FetchManifest(ctx, target, ref)
 		if err != nil {
 			t.Errorf("target %s: %v", ref, err)

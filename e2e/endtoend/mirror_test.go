@@ -16,6 +16,35 @@ import (
 
 const external = "/spectro-images"
 
+// forKinds runs f as a subtest against each kind of target registry:
+// distribution v3 and distribution 2.8 (what Harbor embeds).
+func forKinds(t *testing.T, f func(t *testing.T, kind registry.Kind)) {
+	t.Helper()
+	for _, k := range registry.Kinds {
+		t.Run(k.String(), func(t *testing.T) { f(t, k) })
+	}
+}
+
+// openUploads lists the upload sessions a registry still holds in its
+// storage: distribution 3 and 2.8 keep each under _uploads/ID, with a
+// startedat file while it lives. (A cancelled session can leave its
+// hashstates directory behind: distribution writes it again after the
+// cancel. That is no session.)
+func openUploads(t *testing.T, r *registry.Registry) []string {
+	t.Helper()
+	var open []string
+	err := filepath.WalkDir(r.RootDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "startedat" && filepath.Base(filepath.Dir(filepath.Dir(p))) == "_uploads" {
+			open = append(open, filepath.Dir(p))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return open
+}
+
 // setup starts a seeded source and a target registry.
 func setup(t *testing.T, targetOpts registry.Options) (*corpus, *registry.Registry, *registry.Registry) {
 	t.Helper()
@@ -54,7 +83,11 @@ func statusCounts(rep *report.Report) map[string]int {
 // its target with the source digest, unique bytes sent exactly once, shared
 // layers mounted, and a second run that sends nothing.
 func TestMirrorCopiesEveryImageOnceThenNothing(t *testing.T) {
-	c, src, tgt := setup(t, registry.Options{})
+	forKinds(t, testMirrorCopiesEveryImageOnceThenNothing)
+}
+
+func testMirrorCopiesEveryImageOnceThenNothing(t *testing.T, kind registry.Kind) {
+	c, src, tgt := setup(t, registry.Options{Kind: kind})
 	proxy := proxied(t, tgt, faultproxy.Faults{})
 
 	dir := t.TempDir()
@@ -139,9 +172,11 @@ func TestMirrorMissingSourceImage(t *testing.T) {
 
 // TestMirrorBasicAuth: the right password copies; a wrong one stops the run
 // before copying with one line and exit 1; the password is never printed.
-func TestMirrorBasicAuth(t *testing.T) {
+func TestMirrorBasicAuth(t *testing.T) { forKinds(t, testMirrorBasicAuth) }
+
+func testMirrorBasicAuth(t *testing.T, kind registry.Kind) {
 	const user, pass = "edge", "s3cret-Pa55word"
-	c, src, tgt := setup(t, registry.Options{Users: map[string]string{user: pass}})
+	c, src, tgt := setup(t, registry.Options{Kind: kind, Users: map[string]string{user: pass}})
 
 	r := run(t, "wrong-"+pass+"\n", mirrorArgs(c, src, tgt.Host(), "--plain-http", "-u", user, "--password-stdin")...)
 	if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "unauthorized") {
@@ -167,8 +202,10 @@ func TestMirrorBasicAuth(t *testing.T) {
 
 // TestMirrorTLS: a TLS target is trusted with --ca-file, refused without it
 // (a clear x509 line, exit 1), and reachable with --insecure.
-func TestMirrorTLS(t *testing.T) {
-	c, src, tgt := setup(t, registry.Options{TLS: true})
+func TestMirrorTLS(t *testing.T) { forKinds(t, testMirrorTLS) }
+
+func testMirrorTLS(t *testing.T, kind registry.Kind) {
+	c, src, tgt := setup(t, registry.Options{Kind: kind, TLS: true})
 
 	r := run(t, "", mirrorArgs(c, src, tgt.Host())...)
 	if r.code != 1 || !strings.Contains(r.stderr, "certificate") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
@@ -180,7 +217,7 @@ func TestMirrorTLS(t *testing.T) {
 	}
 	c.checkTarget(t, tgt, external)
 
-	tgt2 := registry.StartT(t, registry.Options{TLS: true})
+	tgt2 := registry.StartT(t, registry.Options{Kind: kind, TLS: true})
 	r = run(t, "", mirrorArgs(c, src, tgt2.Host(), "--insecure")...)
 	if r.code != 0 {
 		t.Fatalf("with --insecure: exit %d\nstderr: %s", r.code, r.stderr)
@@ -190,8 +227,10 @@ func TestMirrorTLS(t *testing.T) {
 
 // TestMirrorRetriesTransientAnswers: 503 and 429 (with Retry-After) answers
 // from the target are retried until every image is in place.
-func TestMirrorRetriesTransientAnswers(t *testing.T) {
-	c, src, tgt := setup(t, registry.Options{})
+func TestMirrorRetriesTransientAnswers(t *testing.T) { forKinds(t, testMirrorRetriesTransientAnswers) }
+
+func testMirrorRetriesTransientAnswers(t *testing.T, kind registry.Kind) {
+	c, src, tgt := setup(t, registry.Options{Kind: kind})
 	proxy := proxied(t, tgt, faultproxy.Faults{Seed: 7, Rate503: 0.08, Rate429: 0.05, RetryAfter: 1})
 	r := run(t, "", mirrorArgs(c, src, proxy.Host(), "--plain-http")...)
 	if r.code != 0 {
@@ -207,14 +246,21 @@ func TestMirrorRetriesTransientAnswers(t *testing.T) {
 	c.checkTarget(t, tgt, external)
 }
 
-// TestMirrorRegistryRefusingMounts: a registry that answers mounts with
-// 202 gets plain uploads, still at most -j at a time.
-func TestMirrorRegistryRefusingMounts(t *testing.T) {
-	c, src, tgt := setup(t, registry.Options{})
+// TestMirrorRegistryRefusingMounts: a registry that will not mount (here:
+// every mount names a repository it does not have, as a cross-project mount
+// without pull rights on Harbor does) answers with an upload session; the
+// blobs are uploaded instead, still at most -j at a time, and no session
+// is left open.
+func TestMirrorRegistryRefusingMounts(t *testing.T) { forKinds(t, testMirrorRegistryRefusingMounts) }
+
+func testMirrorRegistryRefusingMounts(t *testing.T, kind registry.Kind) {
+	c, src, tgt := setup(t, registry.Options{Kind: kind})
 	proxy := proxied(t, tgt, faultproxy.Faults{})
-	proxy.SetHook(func(_ *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
+	proxy.SetHook(func(r *http.Request, info faultproxy.Info) (faultproxy.Fault, bool) {
 		if info.Kind == faultproxy.KindMount {
-			return faultproxy.Respond(http.StatusAccepted, http.Header{"Location": {"/v2/refused/blobs/uploads/0"}}, nil), true
+			q := r.URL.Query()
+			q.Set("from", "nowhere/"+q.Get("from"))
+			r.URL.RawQuery = q.Encode()
 		}
 		return faultproxy.Fault{}, false
 	})
@@ -229,5 +275,8 @@ func TestMirrorRegistryRefusingMounts(t *testing.T) {
 	}
 	if st.MaxInFlightTransfers > 4 {
 		t.Errorf("%d uploads at once with -j 4", st.MaxInFlightTransfers)
+	}
+	if open := openUploads(t, tgt); len(open) != 0 {
+		t.Errorf("%d upload sessions left open at the target after %d refused mounts: %v", len(open), st.ByKind[faultproxy.KindMount], open)
 	}
 }
