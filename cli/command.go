@@ -209,6 +209,7 @@ func (c *registryCmd) options(e *env) mirror.Options {
 
 		IncludeReferrers: c.rf.referrers,
 		Retry:            mirror.Retry{Stalls: c.rf.retries, For: c.rf.retryFor},
+		ConvertDocker:    c.rf.convert,
 		Stop:             e.stop,
 	}
 	if c.input != nil {

@@ -51,6 +51,7 @@ type runFlags struct {
 	referrers bool
 	retries   int
 	retryFor  time.Duration
+	convert   bool
 }
 
 func (f *runFlags) add(fs *pflag.FlagSet) {
@@ -63,6 +64,7 @@ func (f *runFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.chunk, "chunk-size", "16MiB", "size of each chunk of a resumable upload")
 	fs.BoolVar(&f.referrers, "include-referrers", false, "also copy each image's referrers (signatures, SBOMs, attestations)")
 	fs.IntVar(&f.retries, "retries", mirror.DefaultStalls, "a blob fails after this many attempts in a row that make no progress; attempts that move bytes go on")
+	fs.BoolVar(&f.convert, "convert-docker", false, "for a target that refuses Docker manifests (zot without docker2s2), convert Docker-format images to OCI: same blobs, new digests (digest-pinned images still fail)")
 	fs.DurationVar(&f.retryFor, "retry-for", 0, "stop retrying a blob once it has been in transfer this long, e.g. 30m (0: no limit but --retries)")
 }
 

@@ -71,6 +71,11 @@ type Options struct {
 	Charts func(im *Image) (oras.ReadOnlyTarget, error)
 	// Retry says how long a blob transfer that keeps failing goes on.
 	Retry Retry
+	// ConvertDocker converts Docker-format images to OCI (same blobs, new
+	// manifest digests) for a target that refuses Docker manifests, rather
+	// than failing them. Digest-pinned images cannot be converted: the node
+	// pulls them by their digest.
+	ConvertDocker bool
 	// Stop, once closed, asks for a graceful stop: no image, blob or chunk
 	// starts any more, the transfers in flight finish their current chunk
 	// (journaled, so the next run resumes there), and Copy returns. The
@@ -312,18 +317,54 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 	if err != nil {
 		return err
 	}
-	if err := e.dockerRefused(im.TargetName, root); err != nil {
-		return err
+	c := &rootCopy{im: im, src: src, dst: dst, root: root, raw: raw, existing: existing, tgtRef: tgtRef, filtering: filtering}
+	if refusal := e.dockerRefused(im.TargetName, root); refusal != nil {
+		if err := e.convert(ctx, c, refusal); err != nil {
+			return err
+		}
 	}
-	var notes []string
-	if filtering {
+	err = e.copyRoot(ctx, c)
+	if _, refused := refusedDocker(err); refused && isDocker(c.root.MediaType) && e.opts.ConvertDocker {
+		// The refusal came with this image: convert it and push again
+		// (its blobs are in place already).
+		if err := e.convert(ctx, c, err); err != nil {
+			return err
+		}
+		err = e.copyRoot(ctx, c)
+	}
+	return err
+}
+
+// rootCopy is what place found out about an image before copying it.
+type rootCopy struct {
+	im        *Image
+	src       oras.ReadOnlyTarget
+	dst       oras.Target
+	root      ocispec.Descriptor // the source's manifest or index
+	raw       []byte             // its bytes
+	existing  ocispec.Descriptor // what the target tag points at, if anything
+	tgtRef    string
+	filtering bool // --platform filters the index
+	notes     []string
+}
+
+// copyRoot copies the image below c.root to the target and records the
+// outcome on the image.
+func (e *engine) copyRoot(ctx context.Context, c *rootCopy) error {
+	im, root, raw, notes := c.im, c.root, c.raw, c.notes
+	if c.existing.Digest == root.Digest && !c.filtering {
+		im.Status, im.Digest, im.Bytes, im.Reason = Present, root.Digest.String(), 0, Notes(notes...)
+		return nil
+	}
+	if c.filtering {
 		var note string
+		var err error
 		root, raw, note, err = e.filterIndex(raw, root)
 		if err != nil {
 			return err
 		}
 		notes = append(notes, note)
-		if existing.Digest == root.Digest {
+		if c.existing.Digest == root.Digest {
 			im.Status, im.Digest, im.Reason = Present, root.Digest.String(), Notes(notes...)
 			return nil
 		}
@@ -331,14 +372,14 @@ func (e *engine) place(ctx context.Context, im *Image) error {
 	if im.PinnedDigest != "" && len(e.opts.Platforms) > 0 && isIndex(root.MediaType) {
 		notes = append(notes, "digest-pinned: every platform copied, the node pulls the index by digest")
 	}
-	if existing.Digest != "" {
-		notes = append(notes, fmt.Sprintf("replaced %s, which pointed at %s", tgtRef, existing.Digest))
+	if c.existing.Digest != "" {
+		notes = append(notes, fmt.Sprintf("replaced %s, which pointed at %s", c.tgtRef, c.existing.Digest))
 	}
-	j := &imageJob{src: src, dst: dst, repo: im.TargetName}
-	if err := e.copyNode(ctx, j, root, raw, tgtRef); err != nil {
+	j := &imageJob{src: c.src, dst: c.dst, repo: im.TargetName}
+	if err := e.copyNode(ctx, j, root, raw, c.tgtRef); err != nil {
 		return err
 	}
-	if err := verify(ctx, dst, root, tgtRef); err != nil {
+	if err := verify(ctx, c.dst, root, c.tgtRef); err != nil {
 		return err
 	}
 	if j.foreign > 0 {
@@ -709,15 +750,7 @@ func (e *engine) uploadWhole(ctx context.Context, src oras.ReadOnlyTarget, dst o
 // a read cut mid-way continues from where it stopped with a ranged request.
 func (e *engine) read(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.Descriptor, off int64) (io.ReadCloser, error) {
 	open := func(off int64) (io.ReadCloser, error) {
-		var rc io.ReadCloser
-		var err error
-		if rf, ok := src.(rangeFetcher); ok {
-			rc, err = rf.FetchRange(ctx, b, off)
-		} else if rc, err = src.Fetch(ctx, b); err == nil && off > 0 {
-			if _, err = io.CopyN(io.Discard, rc, off); err != nil {
-				rc.Close()
-			}
-		}
+		rc, err := fetchFrom(ctx, src, b, off)
 		if err != nil {
 			if errors.Is(err, errdef.ErrNotFound) {
 				return nil, fmt.Errorf("blob %s is referenced but missing at the source: %w", b.Digest, err)
@@ -735,6 +768,22 @@ func (e *engine) read(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.De
 	}
 	rr := &resumingReader{ctx: ctx, open: open, rc: rc, off: off}
 	return &progressReader{rc: rr, desc: b, hooks: e.opts.Hooks}, nil
+}
+
+// fetchFrom reads blob b of src from offset off: with a ranged request
+// where src can, otherwise by skipping the first off bytes.
+func fetchFrom(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.Descriptor, off int64) (io.ReadCloser, error) {
+	if rf, ok := src.(rangeFetcher); ok {
+		return rf.FetchRange(ctx, b, off)
+	}
+	rc, err := src.Fetch(ctx, b)
+	if err == nil && off > 0 {
+		if _, err = io.CopyN(io.Discard, rc, off); err != nil {
+			rc.Close()
+			return nil, err
+		}
+	}
+	return rc, err
 }
 
 // resumingReader reopens its source at the current offset when a read is

@@ -1,6 +1,7 @@
 package endtoend
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -151,5 +152,64 @@ func TestDockerManifestsRefused(t *testing.T) {
 			t.Errorf("%d summary lines on stderr, want 1:\n%s", n, r.stderr)
 		}
 		t.Logf("%d of %d Docker images sent a layer; reason: %s", sent, docker, rep.Images[1].Reason)
+	})
+}
+
+// TestConvertDockerForZot: with --convert-docker, a target that refuses
+// Docker manifests gets the Docker-format images (a manifest list too) as
+// OCI: the same blobs under new manifests, tagged where the profile says,
+// the report noting the source digest. A digest-pinned Docker image still
+// fails, since the node pulls it by the digest the conversion changes. A
+// second run finds the converted images present.
+func TestConvertDockerForZot(t *testing.T) {
+	forKinds(t, func(t *testing.T, kind registry.Kind) {
+		src := registry.StartT(t, registry.Options{})
+		tgt := registry.StartT(t, registry.Options{Kind: kind})
+		list := imagebuild.MultiArch(imagebuild.Docker, 820, nil, 40*kib)
+		c := &corpus{images: []*corpusImage{
+			{ref: "ttl.sh/ubuntu:k3s-oci", path: "ttl.sh/ubuntu:k3s-oci", layer: "os", provider: true, image: &imagebuild.Image{Layers: imagebuild.Layers(800, 100*kib)}},
+			{ref: "quay.io/acme/legacy:1", path: "quay.io/acme/legacy:1", layer: "addon", image: &imagebuild.Image{Format: imagebuild.Docker, Layers: imagebuild.Layers(810, 60*kib)}},
+			{ref: "quay.io/acme/list:1", path: "quay.io/acme/list:1", layer: "addon", index: &list},
+			{ref: "quay.io/acme/pinned:1", path: "quay.io/acme/pinned:1", pin: true, layer: "addon", image: &imagebuild.Image{Format: imagebuild.Docker, Layers: imagebuild.Layers(830, 30*kib)}},
+		}}
+		c.seed(t, src)
+		proxy := proxied(t, tgt, faultproxy.Faults{})
+		proxy.SetHook(faultproxy.RefuseDockerManifests())
+		args := mirrorArgs(c, src, proxy.Host(), "--plain-http", "--convert-docker")
+
+		r := run(t, "", args...)
+		rep := decode(t, r)
+		if r.code != 3 {
+			t.Fatalf("exit %d, want 3 (the pinned image)\n%s", r.code, r.stderr)
+		}
+		target := reach(tgt)
+		for i, im := range rep.Images {
+			ci := c.images[i]
+			switch {
+			case ci.pin:
+				if im.Status != "failed" || !strings.Contains(im.Reason, "pinned by digest") {
+					t.Errorf("pinned Docker image: %s %q; want failed, saying the digest would change", im.Status, im.Reason)
+				}
+				continue
+			case i == 0:
+				if im.Status != "copied" || strings.Contains(im.Reason, "converted") {
+					t.Errorf("OCI image: %s %q", im.Status, im.Reason)
+				}
+				continue
+			}
+			if im.Status != "copied" || !strings.Contains(im.Reason, "converted from Docker to OCI") || !strings.Contains(im.Reason, ci.built.Descriptor.Digest.String()) {
+				t.Errorf("%s: %s %q; want copied, noting the conversion and the source digest", im.Source, im.Status, im.Reason)
+			}
+			desc, _, err := imagebuild.FetchManifest(context.Background(), target, ci.targetRef(tgt.Host()+external))
+			if err != nil || !strings.HasPrefix(desc.MediaType, "application/vnd.oci.image.") || desc.Digest.String() != im.Digest {
+				t.Errorf("%s at the target: %s %s %v; want the OCI form the report names (%s)", im.Source, desc.MediaType, desc.Digest, err, im.Digest)
+			}
+		}
+
+		r = run(t, "", args...)
+		rep = decode(t, r)
+		if n := statusCounts(rep)["present"]; n != 3 || proxy.Stats().Faults["respond-415"] == 0 {
+			t.Errorf("second run: %v; want the OCI image and both converted images present", statusCounts(rep))
+		}
 	})
 }
