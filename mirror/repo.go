@@ -18,6 +18,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/edgemirror/edgemirror/transport"
 )
 
 // Repo is a registry repository: oras-go's remote.Repository (embedded, so
@@ -58,7 +60,8 @@ func (r *Repo) request(ctx context.Context, method, u string) (*http.Response, e
 }
 
 // responseError turns a failed answer into oras-go's ErrorResponse, which
-// carries the status for transport.Reason and the registry's error codes.
+// carries the status for transport.Reason and the registry's error codes;
+// a Retry-After comes along as a retryAfter.
 func responseError(resp *http.Response) error {
 	e := &errcode.ErrorResponse{Method: resp.Request.Method, URL: resp.Request.URL, StatusCode: resp.StatusCode}
 	var body struct {
@@ -70,8 +73,22 @@ func responseError(resp *http.Response) error {
 	if resp.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("%w: %w", errdef.ErrNotFound, e)
 	}
+	if d, ok := transport.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		return &retryAfter{err: e, wait: d}
+	}
 	return e
 }
+
+// retryAfter is a refusal that says how long to wait before asking again
+// (a 429 or 503 with Retry-After on a request the HTTP client could not
+// repeat itself: a streamed chunk).
+type retryAfter struct {
+	err  error
+	wait time.Duration
+}
+
+func (r *retryAfter) Error() string { return r.err.Error() }
+func (r *retryAfter) Unwrap() error { return r.err }
 
 func hasCode(err error, code string) bool {
 	var ec errcode.Error
@@ -214,10 +231,11 @@ func (r *Repo) status(ctx context.Context, loc string, settle time.Duration) (st
 		if err != nil {
 			return "", 0, err
 		}
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+			defer resp.Body.Close()
 			return "", 0, responseError(resp)
 		}
+		resp.Body.Close()
 		next, err := location(resp)
 		if err != nil {
 			return "", 0, err

@@ -95,6 +95,11 @@ func (b *budget) failed(ctx context.Context, progress bool, cause error) error {
 	if b.policy.For > 0 && time.Since(b.started) >= b.policy.For {
 		return fmt.Errorf("%w: still failing after %s of retries (%d attempts): %w", errGaveUp, b.policy.For, b.attempts, cause)
 	}
+	var ra *retryAfter
+	if errors.As(cause, &ra) {
+		// The registry said when to come back: not sooner, not much later.
+		wait = max(wait, min(ra.wait, b.policy.MaxWait))
+	}
 	if err := sleep(ctx, wait); err != nil {
 		return cause
 	}

@@ -223,11 +223,11 @@ func (u *chunkedUpload) restart() error {
 	}
 	held, cause := u.lost, u.why
 	u.lost, u.why = 0, nil
+	if limit := maxRestarts(u.opts.Retry); u.stats.Restarts >= limit {
+		return fmt.Errorf("%w: the registry lost the upload %d times (limit %d): %w", errGaveUp, u.stats.Restarts+1, limit, cause)
+	}
 	u.stats.Resent += held
 	u.stats.Restarts++
-	if limit := maxRestarts(u.opts.Retry); u.stats.Restarts > limit {
-		return fmt.Errorf("%w: the registry lost the upload %d times (limit %d): %w", errGaveUp, u.stats.Restarts, limit, cause)
-	}
 	if u.opts.Restarted != nil {
 		u.opts.Restarted(held, cause)
 	}
@@ -269,12 +269,14 @@ func (u *chunkedUpload) sendChunks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
 		switch resp.StatusCode {
 		case http.StatusAccepted, http.StatusNoContent, http.StatusCreated:
+			resp.Body.Close()
 		case http.StatusMethodNotAllowed, http.StatusNotImplemented:
+			resp.Body.Close()
 			return errChunkingUnsupported
 		default:
+			defer resp.Body.Close()
 			return responseError(resp)
 		}
 		if u.loc, err = location(resp); err != nil {

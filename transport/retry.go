@@ -162,9 +162,20 @@ func (t *retryTransport) backoff(attempt int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// retryAfter parses a Retry-After header: delta-seconds or an HTTP date.
+// retryAfter parses resp's Retry-After, capped at maxRetryAfter.
 func (t *retryTransport) retryAfter(resp *http.Response) (time.Duration, bool) {
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	d, ok := RetryAfter(resp.Header.Get("Retry-After"), t.now())
+	return min(d, t.maxRetryAfter), ok
+}
+
+// maxRetryAfterValue bounds a parsed Retry-After, so absurd values do not
+// overflow a time.Duration.
+const maxRetryAfterValue = 24 * time.Hour
+
+// RetryAfter parses a Retry-After header value: delta-seconds or an HTTP
+// date (relative to now). ok is false for an empty or invalid value.
+func RetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
@@ -172,14 +183,13 @@ func (t *retryTransport) retryAfter(resp *http.Response) (time.Duration, bool) {
 		if secs < 0 {
 			return 0, false
 		}
-		// Avoid overflow for absurd values; the cap applies anyway.
-		if secs > int64(t.maxRetryAfter/time.Second)+1 {
-			return t.maxRetryAfter, true
+		if secs > int64(maxRetryAfterValue/time.Second) {
+			return maxRetryAfterValue, true
 		}
 		return time.Duration(secs) * time.Second, true
 	}
 	if when, err := http.ParseTime(v); err == nil {
-		return max(when.Sub(t.now()), 0), true
+		return max(when.Sub(now), 0), true
 	}
 	return 0, false
 }

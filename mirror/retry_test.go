@@ -1,0 +1,152 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"oras.land/oras-go/v2/registry/remote/errcode"
+)
+
+// errCause is the failure the budget tests report.
+var errCause = errors.New("registry said no")
+
+// failures feeds b one failed attempt per entry of progress and returns
+// the index of the first that spent the budget (-1: none) with its error.
+func failures(b *budget, progress ...bool) (int, error) {
+	for i, p := range progress {
+		if err := b.failed(context.Background(), p, errCause); err != nil {
+			return i, err
+		}
+	}
+	return -1, nil
+}
+
+func TestBudget(t *testing.T) {
+	quick := Retry{Stalls: 3, MinWait: time.Microsecond, MaxWait: time.Microsecond}
+	cases := []struct {
+		name     string
+		progress []bool
+		spent    int // index of the attempt that spends the budget; -1 none
+	}{
+		{"stalls in a row", []bool{false, false, false}, 2},
+		{"progress resets the count", []bool{false, false, true, false, false, true, false}, -1},
+		{"progress never stalls", []bool{true, true, true, true, true, true}, -1},
+		{"stalls after progress", []bool{true, false, false, false}, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			i, err := failures(quick.start(), c.progress...)
+			if i != c.spent {
+				t.Fatalf("budget spent at attempt %d (%v), want %d", i, err, c.spent)
+			}
+			if err != nil && (!errors.Is(err, errCause) || !errors.Is(err, errGaveUp) || !strings.Contains(err.Error(), "3 attempts in a row made no progress")) {
+				t.Errorf("error %v", err)
+			}
+		})
+	}
+}
+
+func TestBudgetFor(t *testing.T) {
+	b := Retry{For: time.Minute, MinWait: time.Microsecond}.start()
+	if err := b.failed(context.Background(), true, errCause); err != nil {
+		t.Fatalf("first failure within the bound: %v", err)
+	}
+	b.started = b.started.Add(-time.Hour) // an hour of retries
+	err := b.failed(context.Background(), true, errCause)
+	if !errors.Is(err, errCause) || !errors.Is(err, errGaveUp) || !strings.Contains(err.Error(), "still failing after 1m0s of retries (2 attempts)") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestBudgetCancelledWait(t *testing.T) {
+	b := Retry{MinWait: time.Hour}.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.failed(ctx, false, errCause) }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errCause) || errors.Is(err, errGaveUp) {
+			t.Fatalf("got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("failed kept waiting after the context ended")
+	}
+}
+
+func TestRetryDefaults(t *testing.T) {
+	got := Retry{}.withDefaults()
+	if got != (Retry{Stalls: DefaultStalls, MinWait: DefaultMinWait, MaxWait: DefaultMaxWait}) {
+		t.Errorf("defaults %+v", got)
+	}
+	set := Retry{Stalls: 2, For: time.Second, MinWait: time.Millisecond, MaxWait: time.Second}
+	if set.withDefaults() != set {
+		t.Errorf("set values changed: %+v", set.withDefaults())
+	}
+}
+
+func TestSleep(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := sleep(ctx, 0); err != nil {
+		t.Errorf("sleep 0: %v", err)
+	}
+	if err := sleep(ctx, time.Microsecond); err != nil {
+		t.Errorf("sleep 1µs: %v", err)
+	}
+	cancel()
+	if err := sleep(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("sleep 0 after cancel: %v", err)
+	}
+	if err := sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("sleep 1h after cancel: %v", err)
+	}
+}
+
+func TestTransient(t *testing.T) {
+	status := func(code int) error { return &errcode.ErrorResponse{Method: "PATCH", StatusCode: code} }
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{status(503), true},
+		{status(500), true},
+		{status(429), true},
+		{status(401), false},
+		{status(400), false},
+		{status(404), false},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
+		{fmt.Errorf("chunk: %w", io.ErrUnexpectedEOF), true},
+		{context.DeadlineExceeded, true},
+		{errors.New(`PATCH "http://r/v2/a/blobs/uploads/x": request body is not rewindable`), true},
+		{errors.New("something else"), false},
+	}
+	for _, c := range cases {
+		if got := transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// TestBudgetHonoursRetryAfter: a refusal with Retry-After waits as the
+// registry asked even after progress (no new attempt before the context
+// ends), where a plain failure with progress goes on at once.
+func TestBudgetHonoursRetryAfter(t *testing.T) {
+	policy := Retry{Stalls: 3, MinWait: time.Millisecond, MaxWait: time.Hour}
+	plain := errors.New("cut")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := policy.start().failed(ctx, true, plain); err != nil {
+		t.Fatalf("a failure after progress did not go on at once: %v", err)
+	}
+	asked := &retryAfter{err: plain, wait: time.Hour}
+	if err := policy.start().failed(ctx, true, asked); !errors.Is(err, plain) {
+		t.Fatalf("Retry-After was not waited for: %v", err)
+	}
+}
