@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -327,13 +326,13 @@ func TestHelmChart(t *testing.T) {
 func TestHelmChartErrors(t *testing.T) {
 	repo := newHelmTestRepo(t)
 	host := strings.TrimPrefix(repo.url, "http://")
-	small := defaultHelmLimits
+	small := defaultLimits
 	small.index = 100
-	tiny := defaultHelmLimits
+	tiny := defaultLimits
 	tiny.archive = 64
 	tests := []struct {
 		name, repo, chart, version string
-		lim                        *helmLimits
+		lim                        *limits
 		want                       string   // the whole message when exact, else a part
 		exact                      bool     //
 		never                      []string // must not appear
@@ -383,11 +382,15 @@ func TestHelmChartErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lim := defaultHelmLimits
+			lim := defaultLimits
 			if tc.lim != nil {
 				lim = *tc.lim
 			}
-			_, err := helmChart(context.Background(), nil, tc.repo, tc.chart, tc.version, tc.version, lim)
+			ctx := context.Background()
+			c, err := newRepos(nil, lim).Chart(ctx, tc.repo, tc.chart, tc.version, tc.version)
+			if err == nil { // the archive's errors come with its download
+				_, err = c.Resolve(ctx, tc.version)
+			}
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -425,152 +428,6 @@ func TestHelmChartCancelled(t *testing.T) {
 	}
 }
 
-// TestHelmMetadata checks Chart.yaml → config JSON; every want is what
-// Helm v3.22.0 (loader.LoadArchive, then json.Marshal(chart.Metadata), as
-// `helm push` does) printed for the same Chart.yaml, apiVersion aside.
-func TestHelmMetadata(t *testing.T) {
-	tests := []struct{ name, yaml, want string }{
-		{"field order and omitempty", "version: 1.2.3\nname: a\napiVersion: v2\ntype: library\nkubeVersion: '>=1.25'\ndeprecated: true\nicon: https://i/x.png\n",
-			`{"name":"a","version":"1.2.3","icon":"https://i/x.png","apiVersion":"v2","deprecated":true,"kubeVersion":"\u003e=1.25","type":"library"}`},
-		{"float appVersion as YAML 1.1 float32", "name: a\nversion: 1.0.0\nappVersion: 1.10\n",
-			`{"name":"a","version":"1.0.0","appVersion":"1.1"}`},
-		{"numbers and booleans become text", "name: a\nversion: 1.0.0\nappVersion: 7\nkeywords: [on, \"on\", 3]\nannotations: {a: 1, b: true, c: x}\n",
-			`{"name":"a","version":"1.0.0","keywords":["true","on","3"],"appVersion":"7","annotations":{"a":"1","b":"true","c":"x"}}`},
-		{"YAML 1.1 booleans", "name: a\nversion: 1.0.0\ndeprecated: yes\nicon: n\nhome: 'n'\n", `{"name":"a","home":"n","version":"1.0.0","icon":"false","deprecated":true}`},
-		{"unquoted date stays text", "name: a\nversion: 1.0.0\nappVersion: 2024-01-15\n", `{"name":"a","version":"1.0.0","appVersion":"2024-01-15"}`},
-		{"keys match case-insensitively", "NAME: a\nVersion: 1.0.0\nappversion: '1'\n", `{"name":"a","version":"1.0.0","appVersion":"1"}`},
-		{"unknown keys dropped", "name: a\nversion: 1.0.0\nurls: [x]\ndigest: abc\ncreated: '2024-01-01'\n", `{"name":"a","version":"1.0.0"}`},
-		{"strings sanitized", "name: a\nversion: 1.0.0\ndescription: \"two\\nlines\\ttab\\u0007\"\nmaintainers:\n- name: \"J\\nD\"\n",
-			`{"name":"a","version":"1.0.0","description":"two lines tab","maintainers":[{"name":"J D"}]}`},
-		{"dependencies", "name: a\nversion: 1.0.0\ndependencies:\n- name: b\n  version: ~1.2\n  repository: https://r\n  enabled: yes\n  import-values: [x, {child: c, parent: p}]\n  alias: bee\n",
-			`{"name":"a","version":"1.0.0","dependencies":[{"name":"b","version":"~1.2","repository":"https://r","enabled":true,"import-values":["x",{"child":"c","parent":"p"}],"alias":"bee"}]}`},
-		{"anchors and merge keys", "name: &n a\nversion: 1.0.0\nhome: *n\nmaintainers:\n- &m {name: x, email: e}\n- {<<: *m, name: z}\n",
-			`{"name":"a","home":"a","version":"1.0.0","maintainers":[{"name":"x","email":"e"},{"name":"z","email":"e"}]}`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var m helmMetadata
-			if err := helmUnmarshalYAML([]byte(tc.yaml), &m); err != nil {
-				t.Fatal(err)
-			}
-			if err := m.sanitize(); err != nil {
-				t.Fatal(err)
-			}
-			got, err := json.Marshal(&m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != tc.want {
-				t.Errorf("\n got %s\nwant %s", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestHelmReadArchive(t *testing.T) {
-	chart := "apiVersion: v1\nname: old\nversion: 0.1.0\n"
-	tests := []struct {
-		name    string
-		files   []helmTestFile
-		want    string // config JSON
-		wantErr string
-	}{
-		{name: "any directory name, requirements.yaml merged",
-			files: []helmTestFile{{"whatever/Chart.yaml", chart}, {"whatever/requirements.yaml", "dependencies:\n- name: dep\n  repository: https://r\n"}, {"whatever/charts/dep/Chart.yaml", "name: dep\nversion: 9.9.9\n"}},
-			want:  `{"name":"old","version":"0.1.0","apiVersion":"v1","dependencies":[{"name":"dep","repository":"https://r"}]}`},
-		{name: "apiVersion defaults to v1, BOM dropped", files: []helmTestFile{{"c/Chart.yaml", "\xef\xbb\xbfname: c\nversion: 1.0.0\n"}},
-			want: `{"name":"c","version":"1.0.0","apiVersion":"v1"}`},
-		{name: "windows separators", files: []helmTestFile{{`c\Chart.yaml`, "name: c\nversion: 1.0.0\napiVersion: v2\n"}},
-			want: `{"name":"c","version":"1.0.0","apiVersion":"v2"}`},
-		{name: "Chart.yaml at the top", files: []helmTestFile{{"Chart.yaml", chart}}, wantErr: "Chart.yaml is at the top of the archive"},
-		{name: "only a subchart's Chart.yaml", files: []helmTestFile{{"c/charts/sub/Chart.yaml", chart}}, wantErr: "Chart.yaml not found in the archive"},
-		{name: "bad YAML", files: []helmTestFile{{"c/Chart.yaml", "name: [\n"}}, wantErr: "the archive's Chart.yaml: yaml: "},
-		{name: "wrong type", files: []helmTestFile{{"c/Chart.yaml", "name: c\nversion: 1.0.0\nmaintainers: jane\n"}}, wantErr: "the archive's Chart.yaml: maintainers: a string where a list is expected"},
-		{name: "null maintainer", files: []helmTestFile{{"c/Chart.yaml", "name: c\nversion: 1.0.0\nmaintainers: [~]\n"}}, wantErr: "maintainers must not contain empty or null nodes"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			meta, created, err := helmReadArchive(helmTestArchive(t, tc.files...), defaultHelmLimits)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !created.Equal(helmTestTime) {
-				t.Errorf("created %v", created)
-			}
-			if got, _ := json.Marshal(meta); string(got) != tc.want {
-				t.Errorf("\n got %s\nwant %s", got, tc.want)
-			}
-		})
-	}
-
-	t.Run("unpacked size bounded", func(t *testing.T) {
-		lim := defaultHelmLimits
-		lim.unpacked = 4 << 10
-		a := helmTestArchive(t, helmTestFile{"c/Chart.yaml", chart}, helmTestFile{"c/big", strings.Repeat("x", 64<<10)})
-		if _, _, err := helmReadArchive(a, lim); err == nil || !strings.Contains(err.Error(), "more than the allowed size") {
-			t.Fatalf("got %v", err)
-		}
-	})
-	t.Run("truncated archive", func(t *testing.T) {
-		a := helmTestChart(t, "c", "c", "1.0.0")
-		if _, _, err := helmReadArchive(a[:len(a)-6], defaultHelmLimits); err == nil {
-			t.Fatal("no error")
-		}
-	})
-}
-
-func TestHelmRedact(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"https://charts.example.com/stable", "https://charts.example.com/stable"},
-		{"https://user:pw@charts.example.com/stable/?token=x", "https://charts.example.com/stable/?xxxxx"},
-		{"https://tok@charts.example.com/s#frag", "https://charts.example.com/s"},
-		{"https://u:p/w@host/x", "https://host/x"},
-		{"https://u:1?s@host/x", "https://host/x"},
-		{"https://u:p?s#@host/x?q", "https://host/x?xxxxx"},
-	}
-	for _, tc := range tests {
-		if got := helmRedact(tc.in); got != tc.want {
-			t.Errorf("helmRedact(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestHelmAvailable(t *testing.T) {
-	entries := func(vs ...string) []*helmIndexEntry {
-		var es []*helmIndexEntry
-		for _, v := range vs {
-			es = append(es, &helmIndexEntry{Version: helmString(v)})
-		}
-		return append(es, nil)
-	}
-	tests := []struct {
-		versions []string
-		want     string
-	}{
-		{[]string{"1.10.0", "1.2.0", "v1.9.0", "1.2.0-rc.10", "1.2.0-rc.2", "weird", "1.2.0"}, "(the repository has weird, 1.2.0-rc.2, 1.2.0-rc.10, 1.2.0, v1.9.0, 1.10.0)"},
-		{nil, "(the repository lists no versions of it)"},
-	}
-	var many []string // newest first, as Helm sorts an index
-	for i := range 12 {
-		many = append(many, fmt.Sprintf("1.%d.0", 11-i))
-	}
-	tests = append(tests, struct {
-		versions []string
-		want     string
-	}{many, "(the repository has 12 versions, the newest 1.2.0, 1.3.0, 1.4.0, 1.5.0, 1.6.0, 1.7.0, 1.8.0, 1.9.0, 1.10.0, 1.11.0)"})
-	for _, tc := range tests {
-		if got := helmAvailable(entries(tc.versions...)); got != tc.want {
-			t.Errorf("helmAvailable(%v)\n got %s\nwant %s", tc.versions, got, tc.want)
-		}
-	}
-}
-
 // TestHelmChartCredentialsStayHome checks that the repository's credentials
 // go to its own host only, not to an absolute chart URL elsewhere.
 func TestHelmChartCredentialsStayHome(t *testing.T) {
@@ -598,7 +455,11 @@ entries:
 	}))
 	t.Cleanup(home.Close)
 	repoURL := "http://user:s3cret@" + strings.TrimPrefix(home.URL, "http://") + "/charts"
-	if _, err := Chart(context.Background(), nil, repoURL, "mychart", "1.0.0", "1.0.0"); err != nil {
+	c, err := Chart(context.Background(), nil, repoURL, "mychart", "1.0.0", "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Resolve(context.Background(), "1.0.0"); err != nil { // downloads the archive
 		t.Fatal(err)
 	}
 	mu.Lock()
