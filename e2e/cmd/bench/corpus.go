@@ -4,13 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgemirror/edgemirror/e2e/imagebuild"
 )
 
+// Sizes in bytes.
 const (
 	kib = 1 << 10
 	mib = 1 << 20
@@ -38,17 +41,32 @@ type corpus struct {
 	blobs  int
 }
 
+// shape makes image descriptions with every size multiplied by its
+// value, the -scale flag.
+type shape float64
+
+// size returns m MiB scaled, at least 4 KiB.
+func (s shape) size(m float64) int64 { return max(int64(m*float64(s)*mib), 4*kib) }
+
+// layer returns a layer of m MiB (scaled) whose content is seeded by seed.
+func (s shape) layer(seed uint64, m float64) imagebuild.Layer {
+	return imagebuild.Layer{Seed: seed, Size: s.size(m)}
+}
+
+// image returns an image of format f; name labels its config, so that
+// images with equal layers stay distinct.
+func image(f imagebuild.Format, name string, layers ...imagebuild.Layer) *imagebuild.Image {
+	return &imagebuild.Image{Format: f, Layers: layers, Labels: map[string]string{"org.opencontainers.image.title": name}}
+}
+
 // newCorpus returns the corpus with every size multiplied by scale: at 1.0
 // about 1 GiB of unique blobs, shaped like an edge profile: the OS provider
 // image with one 512 MiB layer, 20 images sharing three base layers and a
 // two-platform index, on six source registries. The provider image comes
 // first, as edgemirror copies it first.
 func newCorpus(scale float64) *corpus {
-	size := func(m float64) int64 { return max(int64(m*scale*mib), 4*kib) }
-	layer := func(seed uint64, m float64) imagebuild.Layer { return imagebuild.Layer{Seed: seed, Size: size(m)} }
-	image := func(f imagebuild.Format, name string, layers ...imagebuild.Layer) *imagebuild.Image {
-		return &imagebuild.Image{Format: f, Layers: layers, Labels: map[string]string{"org.opencontainers.image.title": name}}
-	}
+	s := shape(scale)
+	layer := s.layer
 	bases := []imagebuild.Layer{layer(101, 60), layer(102, 40), layer(103, 30)}
 	c := &corpus{images: []benchImage{{
 		ref:   "ttl.sh/ubuntu:k3s-1.27.5-v4.1.2-bench",
@@ -118,9 +136,108 @@ func (c *corpus) build() error {
 		}
 		c.built = append(c.built, b)
 	}
+	c.count()
+	return nil
+}
+
+// count computes the unique sizes of the built images.
+func (c *corpus) count() {
 	c.unique = imagebuild.SumUniqueBlobBytes(c.built...)
 	c.blobs = len(imagebuild.UniqueBlobs(c.built...))
-	return nil
+}
+
+// newSet returns the images with their built content as a corpus of its
+// own, e.g. a part of the benchmark corpus. The slices are not copied.
+func newSet(images []benchImage, built []*imagebuild.Built) *corpus {
+	c := &corpus{images: images, built: built}
+	c.count()
+	return c
+}
+
+// plus returns a new set of c's images followed by o's.
+func (c *corpus) plus(o *corpus) *corpus {
+	return newSet(append(slices.Clip(c.images), o.images...), append(slices.Clip(c.built), o.built...))
+}
+
+// refs returns the references of the images, in order.
+func (c *corpus) refs() []string {
+	refs := make([]string, len(c.images))
+	for i, im := range c.images {
+		refs[i] = im.ref
+	}
+	return refs
+}
+
+// largestLayer returns the size of the largest layer of the set.
+func (c *corpus) largestLayer() int64 {
+	var n int64
+	for _, d := range imagebuild.UniqueBlobs(c.built...) {
+		n = max(n, d.Size)
+	}
+	return n
+}
+
+// dockerOnly returns the blobs that only Docker-format images of the set
+// use, by digest, with their sizes: what a registry refusing Docker
+// manifests never needs.
+func (c *corpus) dockerOnly() map[digest.Digest]int64 {
+	var docker, other []*imagebuild.Built
+	for i, im := range c.images {
+		if im.isDocker() {
+			docker = append(docker, c.built[i])
+		} else {
+			other = append(other, c.built[i])
+		}
+	}
+	out := map[digest.Digest]int64{}
+	for _, d := range imagebuild.UniqueBlobs(docker...) {
+		out[d.Digest] = d.Size
+	}
+	for _, d := range imagebuild.UniqueBlobs(other...) {
+		delete(out, d.Digest)
+	}
+	return out
+}
+
+// isDocker reports whether the image has Docker media types.
+func (im benchImage) isDocker() bool {
+	return (im.image != nil && im.image.Format == imagebuild.Docker) || (im.index != nil && im.index.Format == imagebuild.Docker)
+}
+
+// realProvider returns an OS provider image with one 256 MiB layer
+// (scaled), built, as a set: the image of the real-registries figures,
+// distinct from the corpus's own provider image.
+func realProvider(scale float64) (*corpus, error) {
+	s := shape(scale)
+	im := benchImage{
+		ref:   "ttl.sh/ubuntu:k3s-1.27.5-v4.1.2-real",
+		layer: "os",
+		image: image(imagebuild.OCI, "provider-real", s.layer(11, 256), s.layer(12, 6), s.layer(13, 1), s.layer(14, 0.25)),
+	}
+	b, err := imagebuild.BuildEither(im.image, im.index)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", im.ref, err)
+	}
+	return newSet([]benchImage{im}, []*imagebuild.Built{b}), nil
+}
+
+// writeSingleProfile writes a profile whose pack in the given profile
+// layer lists refs as content images.
+func writeSingleProfile(path, layer string, refs []string) error {
+	values := "pack:\n  content:\n    images:\n"
+	for _, r := range refs {
+		values += fmt.Sprintf("      - image: %q\n", r)
+	}
+	doc := map[string]any{
+		"metadata": map[string]any{"name": "bench-" + layer},
+		"spec": map[string]any{"version": "1.0.0", "template": map[string]any{"type": "cluster", "cloudType": "edge-native",
+			"packs": []any{map[string]any{"name": "pack-" + layer, "layer": layer, "version": "1.0.0", "values": values}}}},
+	}
+	raw, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, raw, 0o644)
 }
 
 // registries returns the source registries of the corpus, in order of
