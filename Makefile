@@ -3,6 +3,8 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/edgemirror/edgemirror/cli.Version=$(VERSION)
 FUZZTIME ?= 10s
+# staticcheck at a fixed version, fetched through the Go module proxy.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help build test unit e2e lint fuzz demo bench clean
 
@@ -22,9 +24,11 @@ e2e: ## end-to-end tests against real registries, distribution v3 and 2.8 (neste
 	@command -v docker-registry >/dev/null || { echo "make e2e: distribution 2.8 (docker-registry) is missing: apt-get install docker-registry, or run .ci/run" >&2; exit 1; }
 	cd e2e && $(GO) test -race -count=1 -timeout 20m ./...
 
-lint: ## go vet and a gofmt check over both modules
+lint: ## go vet, staticcheck and a gofmt check over both modules
 	$(GO) vet ./...
 	cd e2e && $(GO) vet ./...
+	$(STATICCHECK) ./...
+	cd e2e && $(STATICCHECK) ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 

@@ -17,7 +17,7 @@ import (
 // Version is the edgemirror version, set at build time with -ldflags.
 var Version = "dev"
 
-// Exit codes of the command-line contract (DESIGN.md section 3).
+// Exit codes of the command-line contract, which scripts rely on.
 const (
 	ExitOK         = 0 // every required image is in place
 	ExitOperation  = 1 // an operational error stopped the run

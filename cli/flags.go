@@ -3,14 +3,19 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/edgemirror/edgemirror/auth"
 	"github.com/edgemirror/edgemirror/mirror"
 	"github.com/edgemirror/edgemirror/profile"
+	"github.com/edgemirror/edgemirror/registryclient"
 	"github.com/edgemirror/edgemirror/report"
+	"github.com/edgemirror/edgemirror/targets"
+	"github.com/edgemirror/edgemirror/transport"
 )
 
 // newFlagSet makes a command's flag set; errors are returned, not printed.
@@ -103,19 +108,19 @@ func (f *targetFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.plainHTTP, "plain-http", false, "talk plain HTTP to the target registry")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS certificate verification of the target registry")
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of CA certificates to trust for the target registry")
-	fs.StringVar(&f.shortNames, "short-names", string(mirror.Canonical), "how short names such as busybox:1.37 are prefixed: canonical, literal or both")
+	fs.StringVar(&f.shortNames, "short-names", string(targets.Canonical), "how short names such as busybox:1.37 are prefixed: canonical, literal or both")
 }
 
 // rules computes the target rules from the flags and the user data.
-func (f *targetFlags) rules() (mirror.Rules, *auth.UserData, error) {
+func (f *targetFlags) rules() (targets.Rules, *auth.UserData, error) {
 	var ud *auth.UserData
 	if f.userData != "" {
 		var err error
 		if ud, err = auth.ReadUserData(f.userData); err != nil {
-			return mirror.Rules{}, nil, usageErr(err)
+			return targets.Rules{}, nil, usageErr(err)
 		}
 	}
-	r := mirror.Rules{Registry: f.registry, Mappings: map[string]string{}, ShortNames: mirror.ShortNames(f.shortNames)}
+	r := targets.Rules{Registry: f.registry, Mappings: map[string]string{}, ShortNames: targets.ShortNames(f.shortNames)}
 	if ud != nil {
 		if r.Registry == "" {
 			r.Registry = ud.Registry
@@ -177,4 +182,112 @@ func keyValues(flag string, list []string) (map[string]string, error) {
 		out[strings.TrimSpace(k)] = v
 	}
 	return out, nil
+}
+
+// sourceFlags say how to read the source registries.
+type sourceFlags struct {
+	mirrors   []string
+	plainHTTP bool
+	insecure  bool
+	caFile    string
+	credFile  string
+}
+
+func (f *sourceFlags) add(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.mirrors, "source-mirror", nil, "read REGISTRY's images from LOCATION, REGISTRY=LOCATION such as quay.io=127.0.0.1:5001/quay.io (repeatable)")
+	fs.BoolVar(&f.plainHTTP, "source-plain-http", false, "talk plain HTTP to the source registries")
+	fs.BoolVar(&f.insecure, "source-insecure", false, "skip TLS certificate verification of the source registries")
+	fs.StringVar(&f.caFile, "source-ca-file", "", "PEM file of CA certificates to trust for the source registries")
+	fs.StringVar(&f.credFile, "cred-file", "", `palette-edge credentials file {"image":[{"endpoint","username","password"}]}`)
+}
+
+// runFlags tune a copying run.
+type runFlags struct {
+	jobs      int
+	platforms []string
+	progress  string
+	debug     bool
+	stateDir  string
+	threshold string
+	chunk     string
+	referrers bool
+	retries   int
+	retryFor  time.Duration
+	convert   bool
+
+	parsed struct { // by check
+		platforms []string
+		threshold int64
+		chunk     int64
+		journal   *registryclient.Journal
+	}
+}
+
+func (f *runFlags) add(fs *pflag.FlagSet) {
+	fs.IntVarP(&f.jobs, "jobs", "j", 8, "concurrent blob transfers in total, across all images")
+	fs.StringArrayVar(&f.platforms, "platform", nil, "copy only these platforms of multi-arch images, os/arch[/variant][,...]; tags get a filtered index with a new digest, digest-pinned images keep every platform")
+	fs.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, plain lines otherwise), bar, plain or none")
+	fs.BoolVar(&f.debug, "debug", false, "trace every HTTP request on stderr (URLs redacted, no headers)")
+	fs.StringVar(&f.stateDir, "state-dir", registryclient.DefaultStateDir(), "where chunked uploads are journaled, so an interrupted run resumes them")
+	fs.StringVar(&f.threshold, "chunk-threshold", "16MiB", "blobs larger than this are uploaded in resumable chunks")
+	fs.StringVar(&f.chunk, "chunk-size", "16MiB", "size of each chunk of a resumable upload")
+	fs.BoolVar(&f.referrers, "include-referrers", false, "also copy each image's referrers (signatures, SBOMs, attestations)")
+	fs.IntVar(&f.retries, "retries", transport.DefaultStalls, "a blob fails after this many attempts in a row that make no progress; attempts that move bytes go on")
+	fs.BoolVar(&f.convert, "convert-docker", false, "for a target that refuses Docker manifests (zot without docker2s2), convert Docker-format images to OCI: same blobs, new digests (digest-pinned images still fail)")
+	fs.DurationVar(&f.retryFor, "retry-for", 0, "stop retrying a blob once it has been in transfer this long, e.g. 30m (0: no limit but --retries)")
+}
+
+// check validates the run flags and parses them into f.parsed; writes
+// says the command writes blobs (chunked uploads and their journal).
+func (f *runFlags) check(writes bool) error {
+	var err error
+	if f.parsed.platforms, err = mirror.ParsePlatforms(f.platforms); err != nil {
+		return usageErr(err)
+	}
+	if _, err := report.ParseProgressMode(f.progress); err != nil {
+		return usageErr(err)
+	}
+	switch {
+	case f.jobs < 1:
+		return usageErr(fmt.Errorf("--jobs %d: at least 1", f.jobs))
+	case f.retries < 1:
+		return usageErr(fmt.Errorf("--retries %d: at least 1", f.retries))
+	case f.retryFor < 0:
+		return usageErr(fmt.Errorf("--retry-for %s: not negative", f.retryFor))
+	case !writes:
+		return nil
+	}
+	if f.parsed.threshold, err = parseSize("--chunk-threshold", f.threshold); err != nil {
+		return usageErr(err)
+	}
+	if f.parsed.chunk, err = parseSize("--chunk-size", f.chunk); err != nil {
+		return usageErr(err)
+	}
+	if f.parsed.chunk < 1<<10 {
+		return usageErr(fmt.Errorf("--chunk-size %s: at least 1KiB", f.chunk))
+	}
+	if f.parsed.journal, err = registryclient.OpenJournal(f.stateDir); err != nil {
+		return usageErr(err)
+	}
+	return nil
+}
+
+// parseSize reads a byte size such as 16MiB, 512KiB, 1GiB, 8M or 4096.
+func parseSize(flag, s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%s %q: expected a size such as 16MiB, 512KiB or 4096", flag, s)
+	}
+	return n * mult, nil
 }

@@ -6,9 +6,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/edgemirror/edgemirror/mirror"
+	"github.com/edgemirror/edgemirror/bundle"
 	"github.com/edgemirror/edgemirror/profile"
 	"github.com/edgemirror/edgemirror/report"
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 func runPlan(e *env, args []string) (int, error) {
@@ -16,15 +17,15 @@ func runPlan(e *env, args []string) (int, error) {
 	var tf targetFlags
 	var of outputFlags
 	fs := newFlagSet(e, "plan", "-p PROFILE... [-r REGISTRY] [flags]")
-	var bundle string
+	var bundlePath string
 	pf.add(fs)
-	fs.StringVar(&bundle, "bundle", "", "plan the images of a bundle written by edgemirror save instead of profiles")
+	fs.StringVar(&bundlePath, "bundle", "", "plan the images of a bundle written by edgemirror save instead of profiles")
 	tf.add(fs)
 	of.add(fs)
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
-	if bundle != "" && len(pf.files) > 0 {
+	if bundlePath != "" && len(pf.files) > 0 {
 		return 0, usageErr(errors.New("give either --bundle or -p, not both"))
 	}
 	if err := of.check(); err != nil {
@@ -36,8 +37,8 @@ func runPlan(e *env, args []string) (int, error) {
 		return 0, err
 	}
 	var res *profile.Result
-	if bundle != "" {
-		b, err := mirror.OpenBundle(e.ctx, bundle)
+	if bundlePath != "" {
+		b, err := bundle.Open(e.ctx, bundlePath)
 		if err != nil {
 			return 0, usageErr(err)
 		}
@@ -45,7 +46,7 @@ func runPlan(e *env, args []string) (int, error) {
 	} else if _, res, err = pf.load(e); err != nil {
 		return 0, err
 	}
-	plan := mirror.Build(res, rules)
+	plan := targets.Build(res, rules)
 	plan.Warnings = append(plan.Warnings, userDataWarnings(ud)...)
 	rep := report.New("plan", Version, rules.Registry, plan, started)
 	return finish(e, rep, of)

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgemirror/edgemirror/mirror"
 	"github.com/edgemirror/edgemirror/report"
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 // fixtures is the test data directory; case arguments are relative to it.
@@ -35,9 +35,9 @@ func tsvRows(rep *report.Report) []string {
 	for _, im := range rep.Images {
 		canonical := im.Canonical
 		switch {
-		case im.Status == mirror.Skipped:
+		case im.Status == targets.Skipped:
 			canonical = "-"
-		case canonical == "" || im.Status == mirror.Unresolved:
+		case canonical == "" || im.Status == targets.Unresolved:
 			canonical = im.Source
 		}
 		if canonical == "" {

@@ -73,7 +73,7 @@ func readArchive(archive []byte, lim limits) (*metadata, time.Time, error) {
 		}
 		parts := strings.Split(hd.Name, delim)
 		if parts[0] == "Chart.yaml" {
-			return nil, created, errors.New("Chart.yaml is at the top of the archive, not in the chart's directory")
+			return nil, created, errors.New("the archive has Chart.yaml at its top, not in the chart's directory")
 		}
 		n := path.Clean(strings.Join(parts[1:], "/"))
 		if n != "Chart.yaml" && n != "requirements.yaml" {
@@ -101,7 +101,7 @@ func readArchive(archive []byte, lim limits) (*metadata, time.Time, error) {
 		return nil, created, fmt.Errorf("reading the archive: %w", err)
 	}
 	if len(chartYAML) == 0 {
-		return nil, created, errors.New("Chart.yaml not found in the archive")
+		return nil, created, errors.New("the archive has no Chart.yaml in the chart's directory")
 	}
 	meta := &metadata{}
 	for _, data := range chartYAML {

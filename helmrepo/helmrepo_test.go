@@ -348,7 +348,7 @@ func TestHelmChartErrors(t *testing.T) {
 		{name: "digest mismatch", repo: repo.url + "/bad", chart: "baddigest", version: "1.0.0",
 			want: "chart baddigest 1.0.0 from " + repo.url + "/bad: archive digest mismatch: index.yaml says " + helmSHA([]byte("another archive")) + ", the archive is sha256:" + helmSHA(repo.archives["mychart-1.0.0"]), exact: true},
 		{name: "no Chart.yaml", repo: repo.url + "/bad", chart: "nochart", version: "1.0.0", exact: true,
-			want: "chart nochart 1.0.0 from " + repo.url + "/bad: Chart.yaml not found in the archive"},
+			want: "chart nochart 1.0.0 from " + repo.url + "/bad: the archive has no Chart.yaml in the chart's directory"},
 		{name: "name and version mismatch", repo: repo.url + "/bad", chart: "mismatch", version: "1.0.0",
 			want: "chart mismatch 1.0.0 from " + repo.url + "/bad: the archive's Chart.yaml says name=someone-else version=9.0.0"},
 		{name: "archive not gzip", repo: repo.url + "/bad", chart: "notgzip", version: "1.0.0", want: ": the archive is not a gzip file"},

@@ -14,6 +14,8 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry"
 
+	"github.com/edgemirror/edgemirror/registryclient"
+	"github.com/edgemirror/edgemirror/targets"
 	"github.com/edgemirror/edgemirror/transport"
 )
 
@@ -23,22 +25,19 @@ import (
 // another digest (with opts.Platforms, the platform manifests of an index
 // are compared instead of the index). Without verifySource no request goes
 // to any source registry. At most opts.Jobs images are checked at once.
-func Audit(ctx context.Context, plan *Plan, opts Options, verifySource bool) {
+func Audit(ctx context.Context, plan *targets.Plan, opts Options, verifySource bool) {
 	if opts.Jobs <= 0 {
 		opts.Jobs = 8
 	}
 	var g errgroup.Group
 	g.SetLimit(opts.Jobs)
 	for _, im := range plan.All() {
-		if im.Status != Planned {
+		if im.Status != targets.Planned {
 			continue
 		}
 		g.Go(func() error {
-			if h := opts.Hooks.ImageStart; h != nil {
-				h(im)
-			}
 			auditImage(ctx, im, opts, verifySource)
-			im.Reason = Notes(im.Note, im.Reason)
+			im.Reason = targets.Notes(im.Note, im.Reason)
 			if h := opts.Hooks.ImageDone; h != nil {
 				h(im)
 			}
@@ -47,19 +46,14 @@ func Audit(ctx context.Context, plan *Plan, opts Options, verifySource bool) {
 	}
 	_ = g.Wait()
 	for _, im := range plan.Images {
-		if im.Status == Missing && im.Optional {
+		if im.Status == targets.Missing && im.Optional {
 			plan.Warnings = append(plan.Warnings, fmt.Sprintf("%s is not at the target; the agent loads it from the provider image, so the deployment does not need it", im.Target))
 		}
 	}
 }
 
-func auditImage(ctx context.Context, im *Image, opts Options, verifySource bool) {
-	fail := func(err error) {
-		im.Status, im.Reason = Failed, transport.Redact(err.Error())
-		if r := transport.Reason(err); r != "" {
-			im.Reason = r + ": " + im.Reason
-		}
-	}
+func auditImage(ctx context.Context, im *targets.Image, opts Options, verifySource bool) {
+	fail := func(err error) { im.Status, im.Reason = targets.Failed, transport.Describe(err) }
 	dst, err := opts.Target(im.TargetName)
 	if err != nil {
 		fail(err)
@@ -72,7 +66,7 @@ func auditImage(ctx context.Context, im *Image, opts Options, verifySource bool)
 	found, err := resolve(ctx, dst, ref)
 	switch {
 	case errors.Is(err, errdef.ErrNotFound):
-		im.Status, im.Reason = Missing, "not at the target"
+		im.Status, im.Reason = targets.Missing, "not at the target"
 		if im.InProvider() {
 			im.Optional = true
 			im.Reason += "; the provider image carries the k8s layer's images, so this is a warning"
@@ -82,7 +76,7 @@ func auditImage(ctx context.Context, im *Image, opts Options, verifySource bool)
 		fail(fmt.Errorf("checking %s at the target: %w", im.Target, err))
 		return
 	}
-	im.Status, im.Digest, im.Reason = Present, found.Digest.String(), ""
+	im.Status, im.Digest, im.Reason = targets.Present, found.Digest.String(), ""
 	want := im.PinnedDigest
 	if verifySource && want == "" {
 		src, err := opts.source(im)
@@ -106,7 +100,7 @@ func auditImage(ctx context.Context, im *Image, opts Options, verifySource bool)
 		want = sdesc.Digest.String()
 	}
 	if want != "" && want != im.Digest {
-		im.Status, im.Reason = Mismatch, fmt.Sprintf("the target points at %s, the source at %s", im.Digest, want)
+		im.Status, im.Reason = targets.Mismatch, fmt.Sprintf("the target points at %s, the source at %s", im.Digest, want)
 	}
 }
 
@@ -131,9 +125,9 @@ func resolve(ctx context.Context, t oras.ReadOnlyTarget, ref string) (ocispec.De
 
 // comparePlatforms compares the manifests of the wanted platforms in the
 // source and target indexes.
-func comparePlatforms(ctx context.Context, im *Image, opts Options, src, dst oras.ReadOnlyTarget, sdesc, tdesc ocispec.Descriptor) {
+func comparePlatforms(ctx context.Context, im *targets.Image, opts Options, src, dst oras.ReadOnlyTarget, sdesc, tdesc ocispec.Descriptor) {
 	children := func(t oras.ReadOnlyTarget, d ocispec.Descriptor) (map[string]string, error) {
-		raw, err := fetchManifest(ctx, t, d)
+		raw, err := registryclient.FetchManifest(ctx, t, d)
 		if err != nil {
 			return nil, err
 		}
@@ -164,10 +158,10 @@ func comparePlatforms(ctx context.Context, im *Image, opts Options, src, dst ora
 			}
 			sort.Strings(bad)
 			if len(bad) > 0 {
-				im.Status, im.Reason = Mismatch, strings.Join(bad, "; ")
+				im.Status, im.Reason = targets.Mismatch, strings.Join(bad, "; ")
 			}
 			return
 		}
 	}
-	im.Status, im.Reason = Failed, transport.Redact(err.Error())
+	im.Status, im.Reason = targets.Failed, transport.Describe(err)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/edgemirror/edgemirror/registryclient"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
@@ -26,7 +27,7 @@ func (e *engine) convert(ctx context.Context, c *rootCopy, refusal error) error 
 	if c.im.PinnedDigest != "" {
 		return fmt.Errorf("%w; the image is pinned by digest, which converting it to OCI would change", refusal)
 	}
-	view := &ociView{ReadOnlyTarget: c.src, converted: map[digest.Digest][]byte{}}
+	view := &ociView{ReadOnlyTarget: c.src, converted: map[digest.Digest][]byte{}, original: map[digest.Digest]ocispec.Descriptor{}}
 	root, err := view.convert(ctx, c.root)
 	if err != nil {
 		return fmt.Errorf("converting %s to OCI: %w", c.root.Digest, err)
@@ -42,7 +43,8 @@ type ociView struct {
 	oras.ReadOnlyTarget
 
 	mu        sync.Mutex
-	converted map[digest.Digest][]byte
+	converted map[digest.Digest][]byte             // manifests, as OCI
+	original  map[digest.Digest]ocispec.Descriptor // blobs, as the source describes them
 }
 
 // ociMediaTypes maps Docker media types to their OCI equivalents.
@@ -69,7 +71,7 @@ func (v *ociView) convert(ctx context.Context, desc ocispec.Descriptor) (ocispec
 	if !isDocker(desc.MediaType) {
 		return desc, nil
 	}
-	raw, err := fetchManifest(ctx, v.ReadOnlyTarget, desc)
+	raw, err := registryclient.FetchManifest(ctx, v.ReadOnlyTarget, desc)
 	if err != nil {
 		return desc, err
 	}
@@ -92,10 +94,12 @@ func (v *ociView) convert(ctx context.Context, desc ocispec.Descriptor) (ocispec
 			return desc, fmt.Errorf("manifest %s is not valid JSON: %w", desc.Digest, err)
 		}
 		m.MediaType = ocispec.MediaTypeImageManifest
-		m.Config.MediaType = ociType(m.Config.MediaType)
-		for i := range m.Layers {
-			m.Layers[i].MediaType = ociType(m.Layers[i].MediaType)
+		v.mu.Lock()
+		for _, b := range append([]*ocispec.Descriptor{&m.Config}, pointers(m.Layers)...) {
+			v.original[b.Digest] = *b
+			b.MediaType = ociType(b.MediaType)
 		}
+		v.mu.Unlock()
 		out = m
 	}
 	conv, err := json.Marshal(out)
@@ -110,16 +114,29 @@ func (v *ociView) convert(ctx context.Context, desc ocispec.Descriptor) (ocispec
 	return d, nil
 }
 
-func (v *ociView) lookup(d digest.Digest) ([]byte, bool) {
+func pointers(ds []ocispec.Descriptor) []*ocispec.Descriptor {
+	out := make([]*ocispec.Descriptor, len(ds))
+	for i := range ds {
+		out[i] = &ds[i]
+	}
+	return out
+}
+
+// lookup returns the converted bytes of a manifest, or the source's own
+// descriptor of a blob (some stores find a blob by its media type too).
+func (v *ociView) lookup(desc ocispec.Descriptor) ([]byte, ocispec.Descriptor) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	raw, ok := v.converted[d]
-	return raw, ok
+	if o, ok := v.original[desc.Digest]; ok {
+		desc = o
+	}
+	return v.converted[desc.Digest], desc
 }
 
 // Fetch serves converted manifests from memory and blobs from the source.
 func (v *ociView) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	if raw, ok := v.lookup(desc.Digest); ok {
+	raw, desc := v.lookup(desc)
+	if raw != nil {
 		return io.NopCloser(bytes.NewReader(raw)), nil
 	}
 	return v.ReadOnlyTarget.Fetch(ctx, desc)
@@ -127,7 +144,8 @@ func (v *ociView) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCl
 
 // Exists reports converted manifests as present.
 func (v *ociView) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
-	if _, ok := v.lookup(desc.Digest); ok {
+	raw, desc := v.lookup(desc)
+	if raw != nil {
 		return true, nil
 	}
 	return v.ReadOnlyTarget.Exists(ctx, desc)
@@ -135,5 +153,6 @@ func (v *ociView) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, er
 
 // FetchRange reads a blob from an offset as the source does.
 func (v *ociView) FetchRange(ctx context.Context, desc ocispec.Descriptor, off int64) (io.ReadCloser, error) {
+	_, desc = v.lookup(desc)
 	return fetchFrom(ctx, v.ReadOnlyTarget, desc, off)
 }

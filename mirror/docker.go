@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/edgemirror/edgemirror/registryclient"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -42,7 +43,7 @@ func (e *engine) dockerRefused(target string, root ocispec.Descriptor) error {
 // noteDockerRefusal turns the refusal of a Docker manifest into a
 // dockerRefusal and remembers it for the target's host; other errors pass.
 func (e *engine) noteDockerRefusal(repo string, desc ocispec.Descriptor, err error) error {
-	if !isDocker(desc.MediaType) || statusOf(err) != http.StatusUnsupportedMediaType {
+	if !isDocker(desc.MediaType) || registryclient.StatusOf(err) != http.StatusUnsupportedMediaType {
 		return err
 	}
 	refusal, _ := e.noDocker.LoadOrStore(hostOf(repo), &dockerRefusal{host: hostOf(repo), cause: err})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -12,11 +11,13 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
+
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 // pushDockerImage stores a Docker schema 2 image whose layers are the
-// given strings, tagged tag, and returns its layers' descriptors.
-func pushDockerImage(t *testing.T, repo oras.Target, tag string, layers ...string) []ocispec.Descriptor {
+// given strings, tagged tag, and returns its root and its blobs.
+func pushDockerImage(t *testing.T, repo oras.Target, tag string, layers ...string) (ocispec.Descriptor, []ocispec.Descriptor) {
 	t.Helper()
 	cfg := pushBlob(t, repo, "application/vnd.docker.container.image.v1+json", []byte(fmt.Sprintf(`{"docker":%q}`, layers)))
 	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: dockerManifest, Config: cfg}
@@ -28,53 +29,49 @@ func pushDockerImage(t *testing.T, repo oras.Target, tag string, layers ...strin
 	if err := repo.Tag(context.Background(), d, tag); err != nil {
 		t.Fatal(err)
 	}
-	return append(m.Layers, cfg)
+	return d, append(m.Layers, cfg)
 }
 
-// TestCopyDockerRefusal copies Docker and OCI images to a zot that refuses
-// Docker manifests: the first Docker image fails at its manifest, the
-// later ones at once without a blob sent, and the OCI image (its large
-// layer in chunks) is copied.
-func TestCopyDockerRefusal(t *testing.T) {
-	sim := newRegistrySim(t, simZot)
-	src := newMemRegistry()
-	pushDockerImage(t, src.repo("quay.io/a/first"), "1", "first-layer")
-	var later []ocispec.Descriptor
-	later = append(later, pushDockerImage(t, src.repo("quay.io/a/second"), "1", "second-layer")...)
-	later = append(later, pushDockerImage(t, src.repo("quay.io/a/third"), "1", "third-layer")...)
-	big, _ := testBlob(testSize)
-	pushImage(t, src.repo("quay.io/a/oci"), "1", nil, string(big), "small-layer")
-
-	// The other images wait until the first one is done, so that its
-	// refusal comes first.
+// dockerHarness has three Docker images and one OCI image at the source,
+// and a target that refuses Docker manifests; the images after the first
+// wait until it is done, so that its refusal comes first.
+func dockerHarness(t *testing.T) (*harness, *targets.Plan, []ocispec.Descriptor) {
+	h := newHarness()
+	h.dst.refuseDocker = true
+	h.opts.Jobs = 2
+	pushDockerImage(t, h.src.repo("quay.io/a/first"), "1", "first-layer")
+	_, second := pushDockerImage(t, h.src.repo("quay.io/a/second"), "1", "second-layer")
+	_, third := pushDockerImage(t, h.src.repo("quay.io/a/third"), "1", "third-layer")
+	pushImage(t, h.src.repo("quay.io/a/oci"), "1", nil, "oci-layer")
 	firstDone := make(chan struct{})
 	var once sync.Once
-	ep := Endpoint{Client: sim.repo(t, "x", nil).Client, PlainHTTP: true}
-	opts := Options{
-		Jobs:           2,
-		ChunkThreshold: testSize / 2,
-		ChunkSize:      testChunk,
-		Source:         func(name string) (oras.ReadOnlyTarget, error) { return src.repo(name), nil },
-		Target: func(name string) (oras.Target, error) {
-			if !strings.HasSuffix(name, "/a/first") {
-				<-firstDone
-			}
-			return ep.Repository(sim.host() + "/" + repoPath(name))
-		},
-		Hooks: Hooks{ImageDone: func(im *Image) {
-			if strings.HasSuffix(im.Name, "/a/first") {
-				once.Do(func() { close(firstDone) })
-			}
-		}},
+	target := h.opts.Target
+	h.opts.Target = func(name string) (oras.Target, error) {
+		if !strings.HasSuffix(name, "/a/first") {
+			<-firstDone
+		}
+		return target(name)
 	}
-	p := planOf(Rules{Registry: "zot.local:5000/edge"}, "quay.io/a/first:1", "quay.io/a/second:1", "quay.io/a/oci:1", "quay.io/a/third:1")
-	st := Copy(context.Background(), p, opts)
+	h.opts.Hooks.ImageDone = func(im *targets.Image) {
+		if strings.HasSuffix(im.Name, "/a/first") {
+			once.Do(func() { close(firstDone) })
+		}
+	}
+	p := h.plan("quay.io/a/first:1", "quay.io/a/second:1", "quay.io/a/oci:1", "quay.io/a/third:1")
+	return h, p, append(second, third...)
+}
 
+// TestCopyDockerRefusal: the first Docker image fails at its manifest, the
+// later ones at once without a blob sent, each with one short reason; the
+// OCI image is copied.
+func TestCopyDockerRefusal(t *testing.T) {
+	h, p, later := dockerHarness(t)
+	st := Copy(context.Background(), p, h.opts)
 	if got := statuses(p); got != "failed,failed,copied,failed" {
 		t.Fatalf("statuses %s; reasons %q", got, []string{p.Images[0].Reason, p.Images[1].Reason, p.Images[2].Reason, p.Images[3].Reason})
 	}
-	for _, im := range []*Image{p.Images[0], p.Images[1], p.Images[3]} {
-		if !strings.Contains(im.Reason, "refuses Docker-format manifests") || !strings.Contains(im.Reason, "docker2s2") {
+	for _, im := range []*targets.Image{p.Images[0], p.Images[1], p.Images[3]} {
+		if !strings.Contains(im.Reason, "refuses Docker-format manifests") || !strings.Contains(im.Reason, "docker2s2") || len(im.Reason) > 250 {
 			t.Errorf("%s: reason %q", im.Name, im.Reason)
 		}
 	}
@@ -82,21 +79,35 @@ func TestCopyDockerRefusal(t *testing.T) {
 		t.Errorf("DockerRefused %d, DockerRefusal %q", st.DockerRefused, st.DockerRefusal)
 	}
 	for _, d := range later {
-		if _, ok := sim.blob(repoPath(p.Images[1].TargetName), d.Digest); ok {
-			t.Errorf("blob %s of a later Docker image was sent", d.Digest)
-		}
-		if _, ok := sim.blob(repoPath(p.Images[3].TargetName), d.Digest); ok {
-			t.Errorf("blob %s of a later Docker image was sent", d.Digest)
+		for _, im := range []*targets.Image{p.Images[1], p.Images[3]} {
+			if ok, _ := h.dst.repo(im.TargetName).Exists(context.Background(), d); ok {
+				t.Errorf("blob %s of a later Docker image was sent", d.Digest)
+			}
 		}
 	}
-	// One manifest refused, then none tried: the OCI image's manifest is
-	// the only other manifest PUT.
-	if n := sim.count(http.MethodPut, "manifest"); n != 2 {
-		t.Errorf("%d manifest PUTs, want 2", n)
+}
+
+// TestCopyConvertDocker: with ConvertDocker, the refused images are copied
+// as OCI (the first one again, after its refusal), their reason naming the
+// source digest; a second run finds them present.
+func TestCopyConvertDocker(t *testing.T) {
+	h, p, _ := dockerHarness(t)
+	h.opts.ConvertDocker = true
+	Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "copied,copied,copied,copied" {
+		t.Fatalf("statuses %s; reasons %q", got, []string{p.Images[0].Reason, p.Images[1].Reason, p.Images[3].Reason})
 	}
-	checkStored(t, sim, repoPath(p.Images[2].TargetName), big)
-	// The large layer (and the config, which quotes it) went in chunks.
-	if n := sim.received(); n < testSize {
-		t.Errorf("%d bytes sent in chunks, want at least the large layer's %d", n, testSize)
+	for _, im := range []*targets.Image{p.Images[0], p.Images[1], p.Images[3]} {
+		src, _ := h.src.repo(im.Name).Resolve(context.Background(), im.Tag)
+		dst, err := h.dst.repo(im.TargetName).Resolve(context.Background(), im.Tag)
+		if err != nil || dst.MediaType != ocispec.MediaTypeImageManifest || dst.Digest.String() != im.Digest ||
+			!strings.Contains(im.Reason, "converted from Docker to OCI") || !strings.Contains(im.Reason, src.Digest.String()) {
+			t.Errorf("%s: target %s %s %v, report %s %q", im.Name, dst.MediaType, dst.Digest, err, im.Digest, im.Reason)
+		}
+	}
+	p = h.plan("quay.io/a/first:1", "quay.io/a/second:1", "quay.io/a/oci:1", "quay.io/a/third:1")
+	Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "present,present,present,present" {
+		t.Errorf("second run: %s", got)
 	}
 }

@@ -7,28 +7,37 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/edgemirror/edgemirror/profile"
+	"github.com/edgemirror/edgemirror/registryclient"
+	"github.com/edgemirror/edgemirror/targets"
+	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
 // memRegistry is a set of oras-go memory stores, one per repository. Its
 // repositories can mount blobs from each other, as a registry does.
 type memRegistry struct {
-	mu      sync.Mutex
-	repos   map[string]*memRepo
-	pushes  atomic.Int64 // blob pushes
-	mounts  atomic.Int64
-	refuse  bool // answer mounts as a registry that does not support them
-	fetches atomic.Int64
+	mu     sync.Mutex
+	repos  map[string]*memRepo
+	pushes atomic.Int64 // blob pushes
+	mounts atomic.Int64
+	refuse bool // answer mounts as a registry that does not support them
+	// refuseDocker answers Docker manifests as zot does without docker2s2.
+	refuseDocker bool
+	fetches      atomic.Int64
 }
 
 type memRepo struct {
@@ -52,6 +61,10 @@ func (m *memRegistry) repo(name string) *memRepo {
 }
 
 func (r *memRepo) Push(ctx context.Context, d ocispec.Descriptor, rd io.Reader) error {
+	if r.reg.refuseDocker && isDocker(d.MediaType) {
+		return &errcode.ErrorResponse{Method: http.MethodPut, StatusCode: http.StatusUnsupportedMediaType,
+			Errors: errcode.Errors{{Code: "MANIFEST_INVALID", Message: "manifest invalid"}}}
+	}
 	if !isManifestType(d.MediaType) {
 		r.reg.pushes.Add(1)
 	}
@@ -140,11 +153,15 @@ func newHarness() *harness {
 	return h
 }
 
-func (h *harness) plan(refs ...string) *Plan {
-	return planOf(Rules{Registry: "reg.local/edge"}, refs...)
+func (h *harness) plan(refs ...string) *targets.Plan {
+	res := &profile.Result{}
+	for _, r := range refs {
+		res.Images = append(res.Images, profile.Image{Ref: r, Raw: r, From: profile.Provenance{Profile: "p", Pack: "k", Origin: profile.OriginContent}})
+	}
+	return targets.Build(res, targets.Rules{Registry: "reg.local/edge"})
 }
 
-func statuses(p *Plan) string {
+func statuses(p *targets.Plan) string {
 	var s []string
 	for _, im := range p.Images {
 		s = append(s, string(im.Status))
@@ -250,7 +267,7 @@ func TestCopyIndexAndPlatforms(t *testing.T) {
 	p := h.plan("quay.io/a/multi:1")
 	st := Copy(context.Background(), p, h.opts)
 	im := p.Images[0]
-	if im.Status != Copied || im.Digest != idx.Digest.String() || strings.Join(im.Platforms, ",") != "linux/amd64,linux/arm64/v8" && strings.Join(im.Platforms, ",") != "linux/arm64/v8,linux/amd64" {
+	if im.Status != targets.Copied || im.Digest != idx.Digest.String() || strings.Join(im.Platforms, ",") != "linux/amd64,linux/arm64/v8" && strings.Join(im.Platforms, ",") != "linux/arm64/v8,linux/amd64" {
 		t.Fatalf("index copy: %+v", im)
 	}
 	if st.BlobsUploaded != 4 {
@@ -265,10 +282,10 @@ func TestCopyIndexAndPlatforms(t *testing.T) {
 	p = h2.plan("quay.io/a/multi:1", "quay.io/a/multi@"+idx.Digest.String())
 	st = Copy(context.Background(), p, opts)
 	byTag, byDigest := p.Images[0], p.Images[1]
-	if byTag.Status != Copied || byTag.Digest == idx.Digest.String() || !strings.Contains(byTag.Reason, "index filtered to linux/arm64") {
+	if byTag.Status != targets.Copied || byTag.Digest == idx.Digest.String() || !strings.Contains(byTag.Reason, "index filtered to linux/arm64") {
 		t.Errorf("filtered tag copy: %+v", byTag)
 	}
-	if byDigest.Status != Copied || byDigest.Digest != idx.Digest.String() || !strings.Contains(byDigest.Reason, "every platform copied") {
+	if byDigest.Status != targets.Copied || byDigest.Digest != idx.Digest.String() || !strings.Contains(byDigest.Reason, "every platform copied") {
 		t.Errorf("digest-pinned copy: %+v", byDigest)
 	}
 	got, err := h2.dst.repo(byTag.TargetName).Resolve(context.Background(), "1")
@@ -298,7 +315,7 @@ func TestCopyCancelled(t *testing.T) {
 	cancel()
 	p := h.plan("quay.io/a/one:1")
 	Copy(ctx, p, h.opts)
-	if p.Images[0].Status != Failed || !strings.Contains(p.Images[0].Reason, "canceled") {
+	if p.Images[0].Status != targets.Failed || !strings.Contains(p.Images[0].Reason, "canceled") {
 		t.Fatalf("got %+v", p.Images[0])
 	}
 }
@@ -319,11 +336,120 @@ func TestCopyStopStartsNothing(t *testing.T) {
 		t.Fatalf("statuses %s, want failed,failed", got)
 	}
 	for _, im := range p.Images {
-		if im.Reason != ErrStopped.Error() {
-			t.Errorf("%s: reason %q, want %q", im.Target, im.Reason, ErrStopped)
+		if im.Reason != registryclient.ErrStopped.Error() {
+			t.Errorf("%s: reason %q, want %q", im.Target, im.Reason, registryclient.ErrStopped)
 		}
 	}
 	if st.BlobsUploaded != 0 || h.dst.pushes.Load() != 0 || h.src.fetches.Load() != 0 {
 		t.Errorf("a stopped run moved data: %+v, %d pushes, %d fetches", st, h.dst.pushes.Load(), h.src.fetches.Load())
+	}
+}
+
+// stallingRepo is a source repository whose blob stall stays unread until
+// the context of its fetch ends (or a minute passes), and whose manifest
+// broken is missing, answered only once the stall has begun.
+type stallingRepo struct {
+	*memRepo
+	stall, broken digest.Digest
+	started       chan struct{} // closed when the stalled fetch begins
+	cancelled     chan bool     // whether the stalled fetch ended by its context
+}
+
+func (r *stallingRepo) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	switch d.Digest {
+	case r.broken:
+		<-r.started
+		return nil, fmt.Errorf("%s: %w", d.Digest, errdef.ErrNotFound)
+	case r.stall:
+		close(r.started)
+		select {
+		case <-ctx.Done():
+			r.cancelled <- true
+			return nil, ctx.Err()
+		case <-time.After(time.Minute):
+			r.cancelled <- false
+		}
+	}
+	return r.memRepo.Fetch(ctx, d)
+}
+
+// TestCopyIndexChildFailureStopsSiblings: when one manifest of an index
+// cannot be copied, the transfers of its siblings stop instead of running
+// to the end for an image that has failed already.
+func TestCopyIndexChildFailureStopsSiblings(t *testing.T) {
+	h := newHarness()
+	src := h.src.repo("quay.io/a/multi")
+	good := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, "slow-layer")
+	broken := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, []byte(`{"not":"stored"}`))
+	broken.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64"}
+	pushIndex(t, src, "1", good, broken)
+	stall := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, []byte("slow-layer"))
+	stalling := &stallingRepo{memRepo: src, stall: stall.Digest, broken: broken.Digest, started: make(chan struct{}), cancelled: make(chan bool, 1)}
+	h.opts.Source = func(name string) (oras.ReadOnlyTarget, error) { return stalling, nil }
+	p := h.plan("quay.io/a/multi:1")
+	Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "failed" {
+		t.Fatalf("status %s (%s), want failed", got, p.Images[0].Reason)
+	}
+	if !<-stalling.cancelled {
+		t.Error("the sibling's transfer ran on after the index had failed")
+	}
+}
+
+// chartSource is a chart from an HTTP(S) repository as helmrepo gives it:
+// an OCI chart whose archive digest is known from index.yaml before
+// anything is downloaded. It counts what is read from it.
+type chartSource struct {
+	*memory.Store
+	archive digest.Digest
+	reads   atomic.Int64
+}
+
+func (c *chartSource) ArchiveDigest() (digest.Digest, bool) { return c.archive, true }
+
+func (c *chartSource) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
+	c.reads.Add(1)
+	return c.Store.Resolve(ctx, ref)
+}
+
+func (c *chartSource) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	c.reads.Add(1)
+	return c.Store.Fetch(ctx, d)
+}
+
+// TestCopyChartPresentWithoutDownload: a chart already at its target, with
+// the archive the repository's index names, is present without reading the
+// chart at all (the archive would be downloaded for that).
+func TestCopyChartPresentWithoutDownload(t *testing.T) {
+	h := newHarness()
+	newSource := func() *chartSource {
+		c := &chartSource{Store: memory.New()}
+		layer := pushImage(t, c, "1.2.3", nil, "chart-archive")
+		raw, _ := content.FetchAll(context.Background(), c.Store, layer)
+		var m ocispec.Manifest
+		_ = json.Unmarshal(raw, &m)
+		c.archive = m.Layers[0].Digest
+		return c
+	}
+	res := &profile.Result{Charts: []profile.Chart{{Repo: "https://charts.example/stable", Name: "agent", Version: "1.2.3"}}}
+	plan := func() *targets.Plan { return targets.Build(res, targets.Rules{Registry: "reg.local/edge"}) }
+
+	first := newSource()
+	h.opts.Charts = func(*targets.Image) (oras.ReadOnlyTarget, error) { return first, nil }
+	p := plan()
+	Copy(context.Background(), p, h.opts)
+	if st := p.Charts[0].Status; st != targets.Copied {
+		t.Fatalf("first run: %s %s", st, p.Charts[0].Reason)
+	}
+
+	second := newSource()
+	h.opts.Charts = func(*targets.Image) (oras.ReadOnlyTarget, error) { return second, nil }
+	p = plan()
+	Copy(context.Background(), p, h.opts)
+	if st := p.Charts[0].Status; st != targets.Present || p.Charts[0].Digest == "" {
+		t.Fatalf("second run: %s %q", st, p.Charts[0].Reason)
+	}
+	if n := second.reads.Load(); n != 0 {
+		t.Errorf("the chart present at the target was read %d times", n)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/edgemirror/edgemirror/mirror"
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 // ProgressMode is the --progress setting.
@@ -155,7 +156,7 @@ func (p *Progress) Hooks() mirror.Hooks {
 	}
 	return mirror.Hooks{
 		BlobRestarted: p.restarted,
-		ImageDone: func(im *mirror.Image) {
+		ImageDone: func(im *targets.Image) {
 			n := p.done.Add(1)
 			if p.mode == ProgressPlain {
 				msg := fmt.Sprintf("[%d/%d] %s %s", n, p.images, im.Status, im.Source)

@@ -9,6 +9,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgemirror/edgemirror/mirror"
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 // feed drives the hooks as the engine would for one image with one blob.
@@ -19,7 +20,7 @@ func feed(h mirror.Hooks) {
 	h.Progress(d, 3<<20)
 	h.BlobEnd(d)
 	h.BlobEnd(d)
-	h.ImageDone(&mirror.Image{Source: "busybox:1.36", Target: "reg.local/docker.io/library/busybox:1.36", Status: mirror.Copied})
+	h.ImageDone(&targets.Image{Source: "busybox:1.36", Target: "reg.local/docker.io/library/busybox:1.36", Status: targets.Copied})
 }
 
 func TestProgressModes(t *testing.T) {

@@ -1,4 +1,4 @@
-// Package report holds the run report of DESIGN.md section 3 and renders it
+// Package report holds the run report (schema version 1) and renders it
 // as JSON, CSV, Markdown or a text table.
 package report
 
@@ -13,8 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/edgemirror/edgemirror/mirror"
 	"github.com/edgemirror/edgemirror/profile"
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 // SchemaVersion is the version of the JSON report layout.
@@ -22,17 +22,17 @@ const SchemaVersion = 1
 
 // Report is the result of one run.
 type Report struct {
-	SchemaVersion int             `json:"schemaVersion"`
-	Tool          string          `json:"tool"`
-	Version       string          `json:"version"`
-	Command       string          `json:"command"`
-	StartedAt     time.Time       `json:"startedAt"`
-	FinishedAt    time.Time       `json:"finishedAt"`
-	Registry      string          `json:"registry"`
-	Summary       Summary         `json:"summary"`
-	Images        []*mirror.Image `json:"images"`
-	Charts        []*mirror.Image `json:"charts"`
-	Warnings      []string        `json:"warnings"`
+	SchemaVersion int              `json:"schemaVersion"`
+	Tool          string           `json:"tool"`
+	Version       string           `json:"version"`
+	Command       string           `json:"command"`
+	StartedAt     time.Time        `json:"startedAt"`
+	FinishedAt    time.Time        `json:"finishedAt"`
+	Registry      string           `json:"registry"`
+	Summary       Summary          `json:"summary"`
+	Images        []*targets.Image `json:"images"`
+	Charts        []*targets.Image `json:"charts"`
+	Warnings      []string         `json:"warnings"`
 }
 
 // Summary counts images and charts by status (the status counts cover
@@ -62,17 +62,17 @@ type Summary struct {
 }
 
 // New starts a report for command from a plan.
-func New(command, version, registry string, plan *mirror.Plan, started time.Time) *Report {
+func New(command, version, registry string, plan *targets.Plan, started time.Time) *Report {
 	r := &Report{
 		SchemaVersion: SchemaVersion, Tool: "edgemirror", Version: version, Command: command,
 		StartedAt: started.UTC(), Registry: registry,
 		Images: plan.Images, Charts: plan.Charts, Warnings: plan.Warnings,
 	}
 	if r.Images == nil {
-		r.Images = []*mirror.Image{}
+		r.Images = []*targets.Image{}
 	}
 	if r.Charts == nil {
-		r.Charts = []*mirror.Image{}
+		r.Charts = []*targets.Image{}
 	}
 	if r.Warnings == nil {
 		r.Warnings = []string{}
@@ -87,10 +87,10 @@ func (r *Report) Finish(now time.Time) {
 	s := &r.Summary
 	s.Images, s.Charts, s.Planned, s.Copied, s.Present, s.Missing, s.Mismatch = 0, 0, 0, 0, 0, 0, 0
 	s.Failed, s.Unresolved, s.Unmapped, s.Skipped = 0, 0, 0, 0
-	counters := map[mirror.Status]*int{
-		mirror.Planned: &s.Planned, mirror.Copied: &s.Copied, mirror.Present: &s.Present,
-		mirror.Missing: &s.Missing, mirror.Mismatch: &s.Mismatch, mirror.Failed: &s.Failed,
-		mirror.Unresolved: &s.Unresolved, mirror.Unmapped: &s.Unmapped, mirror.Skipped: &s.Skipped,
+	counters := map[targets.Status]*int{
+		targets.Planned: &s.Planned, targets.Copied: &s.Copied, targets.Present: &s.Present,
+		targets.Missing: &s.Missing, targets.Mismatch: &s.Mismatch, targets.Failed: &s.Failed,
+		targets.Unresolved: &s.Unresolved, targets.Unmapped: &s.Unmapped, targets.Skipped: &s.Skipped,
 	}
 	for _, im := range r.Images {
 		s.Images++
@@ -110,7 +110,7 @@ func (r *Report) Finish(now time.Time) {
 // an optional image missing is a warning, not a failure.
 func (r *Report) Failures() int {
 	n := 0
-	for _, list := range [][]*mirror.Image{r.Images, r.Charts} {
+	for _, list := range [][]*targets.Image{r.Images, r.Charts} {
 		for _, im := range list {
 			if im.Status.Failure() && !im.Optional {
 				n++
@@ -171,7 +171,7 @@ func Write(w io.Writer, r *Report, f Format) error {
 
 type row struct {
 	kind string
-	im   *mirror.Image
+	im   *targets.Image
 }
 
 func (r *Report) rows() []row {
@@ -185,7 +185,7 @@ func (r *Report) rows() []row {
 	return out
 }
 
-func origins(im *mirror.Image) string {
+func origins(im *targets.Image) string {
 	parts := make([]string, len(im.Origins))
 	for i, o := range im.Origins {
 		parts[i] = fmt.Sprintf("%s/%s(%s):%s", o.Profile, o.Pack, o.Layer, o.Origin)
@@ -193,7 +193,7 @@ func origins(im *mirror.Image) string {
 	return strings.Join(parts, "; ")
 }
 
-func first(im *mirror.Image) profile.Provenance {
+func first(im *targets.Image) profile.Provenance {
 	if len(im.Origins) == 0 {
 		return profile.Provenance{}
 	}

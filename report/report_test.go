@@ -8,18 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemirror/edgemirror/mirror"
 	"github.com/edgemirror/edgemirror/profile"
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 func sample() *Report {
 	from := profile.Provenance{Profile: "infra", Pack: "os|pack", Layer: "os", Origin: profile.OriginProvider}
-	plan := &mirror.Plan{
-		Images: []*mirror.Image{
-			{Source: "ttl.sh/ubuntu:k3s", Canonical: "ttl.sh/ubuntu:k3s", Target: "reg.local/ttl.sh/ubuntu:k3s", Status: mirror.Copied, Bytes: 42, Origins: []profile.Provenance{from}},
-			{Source: "<versionNumber>", Status: mirror.Unresolved, Reason: "<versionNumber> is a placeholder", Origins: []profile.Provenance{from, from}},
+	plan := &targets.Plan{
+		Images: []*targets.Image{
+			{Source: "ttl.sh/ubuntu:k3s", Canonical: "ttl.sh/ubuntu:k3s", Target: "reg.local/ttl.sh/ubuntu:k3s", Status: targets.Copied, Bytes: 42, Origins: []profile.Provenance{from}},
+			{Source: "<versionNumber>", Status: targets.Unresolved, Reason: "<versionNumber> is a placeholder", Origins: []profile.Provenance{from, from}},
 		},
-		Charts:   []*mirror.Image{{Source: "https://c.example/x:1", Status: mirror.Planned, Target: "reg.local/c.example/x:1"}},
+		Charts:   []*targets.Image{{Source: "https://c.example/x:1", Status: targets.Planned, Target: "reg.local/c.example/x:1"}},
 		Warnings: []string{"a warning"},
 	}
 	r := New("mirror", "1.0.0", "reg.local", plan, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))

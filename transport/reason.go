@@ -96,3 +96,13 @@ func statusReason(code int) string {
 	}
 	return ""
 }
+
+// Describe is err as a report or a message gives it: its reason, then its
+// redacted text ("unauthorized: GET …: 401 …").
+func Describe(err error) string {
+	msg := Redact(err.Error())
+	if r := Reason(err); r != "" {
+		msg = r + ": " + msg
+	}
+	return msg
+}

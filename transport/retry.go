@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -19,19 +18,19 @@ import (
 // oras-go's retry.Transport because that one replaces req.Body of the
 // caller's request in place (RoundTrip must not modify the request), gives
 // the policy no access to the request for a hook or a debug line, and has no
-// way to inject the sleep for tests.
+// way to inject the sleep for tests. Its retries follow the Retry policy: a
+// request whose context carries a Budget (WithBudget) draws on it, any other
+// one gets a budget of its own.
 type retryTransport struct {
-	base          http.RoundTripper
-	userAgent     string
-	maxRetries    int
-	minBackoff    time.Duration
-	maxBackoff    time.Duration
-	maxRetryAfter time.Duration
-	onRetry       func(RetryEvent)
-	debug         *lockedWriter
+	base      http.RoundTripper
+	userAgent string
+	policy    Retry
+	onRetry   func(RetryEvent)
+	debug     *lockedWriter
 
-	// sleep waits between attempts and must return ctx.Err() as soon as ctx
-	// is done; tests replace it to observe the computed waits.
+	// sleep waits between attempts of a request's own budget and must
+	// return ctx.Err() as soon as ctx is done; tests replace it to observe
+	// the computed waits.
 	sleep func(ctx context.Context, d time.Duration) error
 	// now is the clock used to evaluate a Retry-After HTTP date.
 	now func() time.Time
@@ -50,6 +49,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	replayable := !hasBody || req.GetBody != nil
+	budget := BudgetFrom(ctx)
+	if budget == nil {
+		budget = t.policy.Start()
+		budget.sleep = t.sleep
+	}
 
 	for attempt := 1; ; attempt++ {
 		r := req
@@ -68,14 +72,18 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		retry, status, reason := retryable(resp, err)
-		if !retry || !replayable || attempt > t.maxRetries {
+		if !retry || !replayable {
 			return resp, err
 		}
-		wait := t.backoff(attempt)
+		after := time.Duration(0)
 		if resp != nil {
-			if ra, ok := t.retryAfter(resp); ok {
-				wait = max(min(ra, t.maxRetryAfter), wait)
-			}
+			after, _ = RetryAfter(resp.Header.Get("Retry-After"), t.now())
+		}
+		wait, spent := budget.Next(false, after, errors.New(reason))
+		if spent != nil {
+			return resp, err
+		}
+		if resp != nil {
 			_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
 			_ = resp.Body.Close()
 		}
@@ -89,7 +97,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				Reason:     reason,
 			})
 		}
-		if err := t.sleep(ctx, wait); err != nil {
+		if err := budget.Wait(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -148,24 +156,6 @@ func isTLSError(err error) bool {
 	// net/http reports a TLS handshake with a plain-HTTP server as an
 	// untyped error.
 	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
-}
-
-// backoff returns the exponential wait before retry number attempt
-// (1-based), with "equal jitter": between half and all of the step.
-func (t *retryTransport) backoff(attempt int) time.Duration {
-	d := t.minBackoff
-	for i := 1; i < attempt && d < t.maxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, t.maxBackoff)
-	half := d / 2
-	return half + rand.N(d-half+1)
-}
-
-// retryAfter parses resp's Retry-After, capped at maxRetryAfter.
-func (t *retryTransport) retryAfter(resp *http.Response) (time.Duration, bool) {
-	d, ok := RetryAfter(resp.Header.Get("Retry-After"), t.now())
-	return min(d, t.maxRetryAfter), ok
 }
 
 // maxRetryAfterValue bounds a parsed Retry-After, so absurd values do not

@@ -9,7 +9,6 @@
 package transport
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -32,8 +31,6 @@ const (
 	DefaultMinBackoff = 200 * time.Millisecond
 	// DefaultMaxBackoff caps the exponential backoff.
 	DefaultMaxBackoff = 10 * time.Second
-	// DefaultMaxRetryAfter caps a wait requested by a Retry-After header.
-	DefaultMaxRetryAfter = 2 * time.Minute
 )
 
 // Connection settings. There is deliberately no overall request timeout:
@@ -142,18 +139,17 @@ func New(opts Options) (*http.Client, error) {
 		next = &hostSwitch{hosts: hosts, matched: skip, other: base}
 	}
 	rt := &retryTransport{
-		base:          next,
-		userAgent:     opts.UserAgent,
-		maxRetries:    orDefault(opts.MaxRetries, DefaultMaxRetries),
-		minBackoff:    orDefault(opts.MinBackoff, DefaultMinBackoff),
-		maxBackoff:    orDefault(opts.MaxBackoff, DefaultMaxBackoff),
-		maxRetryAfter: orDefault(opts.MaxRetryAfter, DefaultMaxRetryAfter),
-		onRetry:       opts.OnRetry,
-		sleep:         sleepContext,
-		now:           time.Now,
-	}
-	if rt.maxBackoff < rt.minBackoff {
-		rt.maxBackoff = rt.minBackoff
+		base:      next,
+		userAgent: opts.UserAgent,
+		policy: Retry{
+			Stalls:        orDefault(opts.MaxRetries, DefaultMaxRetries) + 1,
+			MinWait:       orDefault(opts.MinBackoff, DefaultMinBackoff),
+			MaxWait:       orDefault(opts.MaxBackoff, DefaultMaxBackoff),
+			MaxRetryAfter: orDefault(opts.MaxRetryAfter, DefaultMaxRetryAfter),
+		}.WithDefaults(),
+		onRetry: opts.OnRetry,
+		sleep:   Sleep,
+		now:     time.Now,
 	}
 	if opts.Debug != nil {
 		rt.debug = &lockedWriter{w: opts.Debug}
@@ -218,21 +214,6 @@ func tlsConfig(opts Options) (*tls.Config, error) {
 	}
 	cfg.RootCAs = pool
 	return cfg, nil
-}
-
-// sleepContext waits for d or until ctx is done, whichever comes first.
-func sleepContext(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
 
 // lockedWriter serialises debug lines written from concurrent requests.

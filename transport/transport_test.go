@@ -212,17 +212,13 @@ func equalDurations(a, b []time.Duration) bool {
 }
 
 func TestBackoffGrowsWithJitterAndCap(t *testing.T) {
-	c, err := New(Options{MinBackoff: 100 * time.Millisecond, MaxBackoff: 1 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := c.Transport.(*retryTransport)
 	for attempt, step := range []time.Duration{100, 200, 400, 800, 1000, 1000, 1000} {
 		step *= time.Millisecond
 		for range 50 {
-			d := rt.backoff(attempt + 1)
-			if d < step/2 || d > step {
-				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", attempt+1, d, step/2, step)
+			b := Retry{Stalls: 100, MinWait: 100 * time.Millisecond, MaxWait: time.Second}.Start()
+			b.stalls = attempt + 1
+			if d := b.backoff(); d < step/2 || d > step {
+				t.Fatalf("backoff after %d stalls = %v, want within [%v, %v]", attempt+1, d, step/2, step)
 			}
 		}
 	}

@@ -11,10 +11,10 @@ import (
 
 	"oras.land/oras-go/v2/content/oci"
 
+	"github.com/edgemirror/edgemirror/bundle"
 	"github.com/edgemirror/edgemirror/e2e/faultproxy"
 	"github.com/edgemirror/edgemirror/e2e/imagebuild"
 	"github.com/edgemirror/edgemirror/e2e/registry"
-	"github.com/edgemirror/edgemirror/mirror"
 )
 
 // saveArgs saves the corpus from src into out.
@@ -45,7 +45,7 @@ func checkLayout(t *testing.T, c *corpus, store interface {
 		if dgst != ci.built.Descriptor.Digest.String() {
 			t.Errorf("bundle %s is %s, source %s", ref, dgst, ci.built.Descriptor.Digest)
 		}
-		if ann[mirror.AnnotationSource] != ci.ref || !strings.Contains(ann[mirror.AnnotationOrigins], `"layer":"`+ci.layer+`"`) {
+		if ann[bundle.AnnotationSource] != ci.ref || !strings.Contains(ann[bundle.AnnotationOrigins], `"layer":"`+ci.layer+`"`) {
 			t.Errorf("bundle %s annotations %v", ref, ann)
 		}
 	}

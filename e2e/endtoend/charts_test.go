@@ -216,3 +216,19 @@ func TestCharts(t *testing.T) {
 		t.Errorf("the chart pushed from the bundle differs")
 	}
 }
+
+// TestChartsOnlyTargetIsChecked: a profile that lists only charts still
+// has its target registry checked before anything moves, so a wrong
+// password is one line and exit 1, not a failure per chart.
+func TestChartsOnlyTargetIsChecked(t *testing.T) {
+	repo := helmRepo(t, map[string]map[string][]byte{"edge-agent": {"0.9.1": chartArchive(t, "edge-agent", "0.9.1")}})
+	profile := chartProfile(t, [3]string{repo.URL + "/charts", "edge-agent", "0.9.1"})
+	tgt := registry.StartT(t, registry.Options{Users: map[string]string{"edge": "right-Pa55"}})
+	repoHost := strings.TrimPrefix(repo.URL, "http://")
+	r := run(t, "wrong-Pa55\n", "mirror", "-p", profile, "-r", tgt.Host()+external, "--plain-http", "--source-plain-http",
+		"-u", "edge", "--password-stdin", "-o", "json", "--mapping", repoHost+"/charts="+tgt.Host()+external+"/charts.local")
+	line := strings.TrimSpace(r.stderr)
+	if r.code != 1 || strings.Contains(line, "\n") || !strings.Contains(line, "unauthorized") || r.stdout != "" {
+		t.Fatalf("exit %d, want 1 with one line saying unauthorized\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+}

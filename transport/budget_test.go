@@ -1,4 +1,4 @@
-package mirror
+package transport
 
 import (
 	"context"
@@ -18,9 +18,9 @@ var errCause = errors.New("registry said no")
 
 // failures feeds b one failed attempt per entry of progress and returns
 // the index of the first that spent the budget (-1: none) with its error.
-func failures(b *budget, progress ...bool) (int, error) {
+func failures(b *Budget, progress ...bool) (int, error) {
 	for i, p := range progress {
-		if err := b.failed(context.Background(), p, errCause); err != nil {
+		if err := b.Failed(context.Background(), p, errCause); err != nil {
 			return i, err
 		}
 	}
@@ -41,11 +41,11 @@ func TestBudget(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			i, err := failures(quick.start(), c.progress...)
+			i, err := failures(quick.Start(), c.progress...)
 			if i != c.spent {
 				t.Fatalf("budget spent at attempt %d (%v), want %d", i, err, c.spent)
 			}
-			if err != nil && (!errors.Is(err, errCause) || !errors.Is(err, errGaveUp) || !strings.Contains(err.Error(), "3 attempts in a row made no progress")) {
+			if err != nil && (!errors.Is(err, errCause) || !errors.Is(err, ErrGaveUp) || !strings.Contains(err.Error(), "after 3 attempts in a row without progress")) {
 				t.Errorf("error %v", err)
 			}
 		})
@@ -53,26 +53,26 @@ func TestBudget(t *testing.T) {
 }
 
 func TestBudgetFor(t *testing.T) {
-	b := Retry{For: time.Minute, MinWait: time.Microsecond}.start()
-	if err := b.failed(context.Background(), true, errCause); err != nil {
+	b := Retry{For: time.Minute, MinWait: time.Microsecond}.Start()
+	if err := b.Failed(context.Background(), true, errCause); err != nil {
 		t.Fatalf("first failure within the bound: %v", err)
 	}
 	b.started = b.started.Add(-time.Hour) // an hour of retries
-	err := b.failed(context.Background(), true, errCause)
-	if !errors.Is(err, errCause) || !errors.Is(err, errGaveUp) || !strings.Contains(err.Error(), "still failing after 1m0s of retries (2 attempts)") {
+	err := b.Failed(context.Background(), true, errCause)
+	if !errors.Is(err, errCause) || !errors.Is(err, ErrGaveUp) || !strings.Contains(err.Error(), "still failing after 1m0s (2 attempts)") {
 		t.Fatalf("got %v", err)
 	}
 }
 
 func TestBudgetCancelledWait(t *testing.T) {
-	b := Retry{MinWait: time.Hour}.start()
+	b := Retry{MinWait: time.Hour}.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- b.failed(ctx, false, errCause) }()
+	go func() { done <- b.Failed(ctx, false, errCause) }()
 	cancel()
 	select {
 	case err := <-done:
-		if !errors.Is(err, errCause) || errors.Is(err, errGaveUp) {
+		if !errors.Is(err, errCause) || errors.Is(err, ErrGaveUp) {
 			t.Fatalf("got %v", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -81,30 +81,30 @@ func TestBudgetCancelledWait(t *testing.T) {
 }
 
 func TestRetryDefaults(t *testing.T) {
-	got := Retry{}.withDefaults()
-	if got != (Retry{Stalls: DefaultStalls, MinWait: DefaultMinWait, MaxWait: DefaultMaxWait}) {
+	got := Retry{}.WithDefaults()
+	if got != (Retry{Stalls: DefaultStalls, MinWait: DefaultMinWait, MaxWait: DefaultMaxWait, MaxRetryAfter: DefaultMaxRetryAfter}) {
 		t.Errorf("defaults %+v", got)
 	}
-	set := Retry{Stalls: 2, For: time.Second, MinWait: time.Millisecond, MaxWait: time.Second}
-	if set.withDefaults() != set {
-		t.Errorf("set values changed: %+v", set.withDefaults())
+	set := Retry{Stalls: 2, For: time.Second, MinWait: time.Millisecond, MaxWait: time.Second, MaxRetryAfter: time.Minute}
+	if set.WithDefaults() != set {
+		t.Errorf("set values changed: %+v", set.WithDefaults())
 	}
 }
 
 func TestSleep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := sleep(ctx, 0); err != nil {
-		t.Errorf("sleep 0: %v", err)
+	if err := Sleep(ctx, 0); err != nil {
+		t.Errorf("Sleep 0: %v", err)
 	}
-	if err := sleep(ctx, time.Microsecond); err != nil {
-		t.Errorf("sleep 1µs: %v", err)
+	if err := Sleep(ctx, time.Microsecond); err != nil {
+		t.Errorf("Sleep 1µs: %v", err)
 	}
 	cancel()
-	if err := sleep(ctx, 0); !errors.Is(err, context.Canceled) {
-		t.Errorf("sleep 0 after cancel: %v", err)
+	if err := Sleep(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sleep 0 after cancel: %v", err)
 	}
-	if err := sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Errorf("sleep 1h after cancel: %v", err)
+	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sleep 1h after cancel: %v", err)
 	}
 }
 
@@ -128,8 +128,8 @@ func TestTransient(t *testing.T) {
 		{errors.New("something else"), false},
 	}
 	for _, c := range cases {
-		if got := transient(c.err); got != c.want {
-			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
+		if got := Transient(c.err); got != c.want {
+			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
@@ -142,11 +142,11 @@ func TestBudgetHonoursRetryAfter(t *testing.T) {
 	plain := errors.New("cut")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := policy.start().failed(ctx, true, plain); err != nil {
+	if err := policy.Start().Failed(ctx, true, plain); err != nil {
 		t.Fatalf("a failure after progress did not go on at once: %v", err)
 	}
-	asked := &retryAfter{err: plain, wait: time.Hour}
-	if err := policy.start().failed(ctx, true, asked); !errors.Is(err, plain) {
+	asked := &RetryAfterError{Err: plain, Wait: time.Hour}
+	if err := policy.Start().Failed(ctx, true, asked); !errors.Is(err, plain) {
 		t.Fatalf("Retry-After was not waited for: %v", err)
 	}
 }

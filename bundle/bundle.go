@@ -1,9 +1,17 @@
-package mirror
+// Package bundle writes and reads airgap bundles: OCI image layouts (a
+// directory, or the same as an uncompressed tar) holding every image of a
+// plan under its canonical reference, annotated with where it came from,
+// and the profiles themselves. A bundle written by save is pushed on site
+// with the same engine as a mirror.
+package bundle
 
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
+
+	// go-digest hashes only with the algorithms linked in.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +32,8 @@ import (
 	"oras.land/oras-go/v2/registry"
 
 	"github.com/edgemirror/edgemirror/profile"
+	"github.com/edgemirror/edgemirror/registryclient"
+	"github.com/edgemirror/edgemirror/targets"
 )
 
 // Annotations edgemirror puts on the index.json entries of a bundle, next to
@@ -120,21 +130,21 @@ func (b *bundleRepo) KeepReferrer(ctx context.Context, desc ocispec.Descriptor) 
 // UploadChunked writes a large blob through a partial file that survives an
 // interrupted run: the next run hashes what is there and reads the source
 // from that offset.
-func (b *bundleRepo) UploadChunked(ctx context.Context, d ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), _ ChunkOptions) (UploadStats, error) {
-	return UploadStats{}, b.writePartial(d, open)
+func (b *bundleRepo) UploadChunked(ctx context.Context, d ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), _ registryclient.ChunkOptions) (registryclient.UploadStats, error) {
+	return registryclient.UploadStats{}, b.writePartial(d, open)
 }
 
 // Both kinds of target resume large blobs (checked when compiled).
-var (
-	_ chunkUploader = (*bundleRepo)(nil)
-	_ chunkUploader = (*Repo)(nil)
-	_ blobMounter   = (*Repo)(nil)
-)
+var _ registryclient.ChunkUploader = (*bundleRepo)(nil)
 
 // writePartial writes d through its partial file.
 func (b *bundleRepo) writePartial(d ocispec.Descriptor, open func(off int64) (io.ReadCloser, error)) error {
 	if b.dir == "" {
 		return errors.New("the bundle is read-only")
+	}
+	alg := d.Digest.Algorithm()
+	if !alg.Available() {
+		return fmt.Errorf("blob %s: digest algorithm %q is not supported", d.Digest, alg)
 	}
 	final := filepath.Join(b.dir, "blobs", d.Digest.Algorithm().String(), d.Digest.Encoded())
 	if _, err := os.Stat(final); err == nil {
@@ -150,7 +160,7 @@ func (b *bundleRepo) writePartial(d ocispec.Descriptor, open func(off int64) (io
 		return err
 	}
 	defer f.Close()
-	h := sha256.New()
+	h := alg.Hash()
 	off, err := io.Copy(h, f) // what an earlier run wrote
 	if err != nil {
 		return err
@@ -159,7 +169,7 @@ func (b *bundleRepo) writePartial(d ocispec.Descriptor, open func(off int64) (io
 		if err := f.Truncate(0); err != nil {
 			return err
 		}
-		off, h = 0, sha256.New()
+		off, h = 0, alg.Hash()
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return err
@@ -186,7 +196,7 @@ func finishPartial(f *os.File, h hash.Hash, d ocispec.Descriptor, part, final st
 	if err != nil {
 		return err
 	}
-	if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); st.Size() != d.Size || got != d.Digest.String() {
+	if got := digest.NewDigest(d.Digest.Algorithm(), h); st.Size() != d.Size || got != d.Digest {
 		os.Remove(part)
 		return fmt.Errorf("blob %s: wrote %d bytes with digest %s; the partial file is discarded", d.Digest, st.Size(), got)
 	}
@@ -205,9 +215,9 @@ type Layout struct {
 	store *oci.Store
 }
 
-// CreateLayout opens (creating it) the OCI layout directory dir; what an
+// Create opens (creating it) the OCI layout directory dir; what an
 // earlier run stored there is kept and skipped.
-func CreateLayout(ctx context.Context, dir string) (*Layout, error) {
+func Create(ctx context.Context, dir string) (*Layout, error) {
 	store, err := oci.NewWithContext(ctx, dir)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
@@ -224,9 +234,9 @@ func (l *Layout) Repository(name string) oras.Target {
 
 // Finish annotates every image and chart in the layout with where it came
 // from, stores the profiles, and writes index.json.
-func (l *Layout) Finish(ctx context.Context, plan *Plan, profiles []*profile.Profile) error {
+func (l *Layout) Finish(ctx context.Context, plan *targets.Plan, profiles []*profile.Profile) error {
 	for _, im := range plan.All() {
-		if im.Status != Copied && im.Status != Present {
+		if im.Status != targets.Copied && im.Status != targets.Present {
 			continue
 		}
 		desc, err := l.rootDescriptor(ctx, im)
@@ -268,7 +278,7 @@ func (l *Layout) Finish(ctx context.Context, plan *Plan, profiles []*profile.Pro
 // rootDescriptor finds an image's manifest in the layout: by its reference,
 // or, for a digest-pinned image the engine pushed untagged, by its digest,
 // reading the manifest's media type (the layout knows only the bytes).
-func (l *Layout) rootDescriptor(ctx context.Context, im *Image) (ocispec.Descriptor, error) {
+func (l *Layout) rootDescriptor(ctx context.Context, im *targets.Image) (ocispec.Descriptor, error) {
 	desc, err := l.store.Resolve(ctx, im.Target)
 	if err == nil || im.Tag != "" || !errors.Is(err, errdef.ErrNotFound) {
 		return desc, err
@@ -276,7 +286,7 @@ func (l *Layout) rootDescriptor(ctx context.Context, im *Image) (ocispec.Descrip
 	if desc, err = l.store.Resolve(ctx, im.PinnedDigest); err != nil {
 		return desc, err
 	}
-	raw, err := fetchManifest(ctx, l.store, desc)
+	raw, err := registryclient.FetchManifest(ctx, l.store, desc)
 	if err != nil {
 		return desc, err
 	}
@@ -386,8 +396,8 @@ func WriteTar(dir, path string) error {
 	return nil
 }
 
-// Bundle is a bundle opened for reading (push, plan, audit).
-type Bundle struct {
+// Reader is a bundle opened for reading (push, plan, audit).
+type Reader struct {
 	store interface {
 		layoutStore
 		Tags(ctx context.Context, last string, fn func(tags []string) error) error
@@ -408,9 +418,9 @@ func (readOnly) Push(context.Context, ocispec.Descriptor, io.Reader) error {
 	return errors.New("the bundle is read-only")
 }
 
-// OpenBundle opens a bundle written by save: a layout directory, or a .tar
+// Open opens a bundle written by save: a layout directory, or a .tar
 // read in place (not unpacked).
-func OpenBundle(ctx context.Context, path string) (*Bundle, error) {
+func Open(ctx context.Context, path string) (*Reader, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -427,7 +437,7 @@ func OpenBundle(ctx context.Context, path string) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: not an OCI image layout written by edgemirror save: %w", path, err)
 	}
-	b := &Bundle{store: readOnly{ro}, Result: &profile.Result{}}
+	b := &Reader{store: readOnly{ro}, Result: &profile.Result{}}
 	var refs []string
 	if err := ro.Tags(ctx, "", func(tags []string) error { refs = append(refs, tags...); return nil }); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", path, err)
@@ -461,6 +471,6 @@ func OpenBundle(ctx context.Context, path string) (*Bundle, error) {
 }
 
 // Repository is the bundle as the source repository name.
-func (b *Bundle) Repository(name string) oras.ReadOnlyTarget {
+func (b *Reader) Repository(name string) oras.ReadOnlyTarget {
 	return &bundleRepo{store: b.store, name: name}
 }

@@ -1,4 +1,4 @@
-package mirror
+package registryclient
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
+
+	"github.com/edgemirror/edgemirror/transport"
 )
 
 // ChunkOptions tune a chunked upload.
@@ -23,8 +25,9 @@ type ChunkOptions struct {
 	// upload continues: a registry may still be writing the body of a cut
 	// request (distribution has no per-upload lock). <= 0 means 200ms.
 	Settle time.Duration
-	// Retry says how long a failing upload goes on.
-	Retry Retry
+	// Retry says how long a failing upload goes on, when ctx carries no
+	// budget (transport.WithBudget), and how often it may restart.
+	Retry transport.Retry
 	// Stop, once closed, ends the upload at the next chunk boundary: the
 	// chunk in flight finishes and is journaled, then UploadChunked returns
 	// ErrStopped. nil never stops.
@@ -47,11 +50,20 @@ type UploadStats struct {
 	Restarts int
 }
 
+// ChunkUploader uploads a blob in resumable chunks: a Repo does, and so
+// does a bundle being written (through a partial file).
+type ChunkUploader interface {
+	UploadChunked(ctx context.Context, desc ocispec.Descriptor, open func(off int64) (io.ReadCloser, error), opts ChunkOptions) (UploadStats, error)
+}
+
+// Both kinds of target resume large blobs (checked when compiled).
+var _ ChunkUploader = (*Repo)(nil)
+
 // ErrStopped marks work not done because the run was asked to stop.
 var ErrStopped = errors.New("stopped before it finished; run again to continue")
 
-// errChunkingUnsupported marks a registry that refuses chunked uploads.
-var errChunkingUnsupported = errors.New("the registry does not accept chunked uploads")
+// ErrChunkingUnsupported marks a registry that refuses chunked uploads.
+var ErrChunkingUnsupported = errors.New("the registry does not accept chunked uploads")
 
 func stopped(stop <-chan struct{}) bool {
 	select {
@@ -103,29 +115,33 @@ func (u *chunkedUpload) run(ctx context.Context) error {
 	if e, ok := u.opts.Journal.load(u.entry.Repository, u.desc.Digest); ok {
 		u.loc, u.off = e.Location, e.Offset
 	}
-	b := u.opts.Retry.start()
+	b := transport.BudgetFrom(ctx)
+	if b == nil {
+		b = u.opts.Retry.Start()
+		ctx = transport.WithBudget(ctx, b)
+	}
 	for {
 		progress, err := u.attempt(ctx)
 		switch {
 		case err == nil:
 			u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
 			return nil
-		case errors.Is(err, errChunkingUnsupported):
+		case errors.Is(err, ErrChunkingUnsupported):
 			u.r.cancel(ctx, u.loc)
 			u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
 			return err
 		case errors.Is(err, ErrStopped), ctx.Err() != nil:
 			return err // the journal keeps the last acknowledged chunk
-		case errors.Is(err, errGaveUp):
+		case errors.Is(err, transport.ErrGaveUp):
 			return fmt.Errorf("uploading blob %s: %w", u.desc.Digest, err)
 		case unusable(err):
 			u.lose(ctx, err)
-		case !transient(err) && !errors.Is(err, errResync):
+		case !transport.Transient(err) && !errors.Is(err, errResync):
 			return fmt.Errorf("uploading blob %s: %w", u.desc.Digest, err)
 		default:
 			u.known = false // ask the registry where it stands
 		}
-		if err := b.failed(ctx, progress, err); err != nil {
+		if err := b.Failed(ctx, progress, err); err != nil {
 			return fmt.Errorf("uploading blob %s: %w", u.desc.Digest, err)
 		}
 	}
@@ -197,7 +213,7 @@ func unusable(err error) bool {
 		hasCode(err, "DIGEST_INVALID") || hasCode(err, "BLOB_UPLOAD_INVALID") || hasCode(err, "BLOB_UPLOAD_UNKNOWN") {
 		return true
 	}
-	switch statusOf(err) {
+	switch StatusOf(err) {
 	case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestedRangeNotSatisfiable:
 		return true
 	}
@@ -216,15 +232,15 @@ func (u *chunkedUpload) lose(ctx context.Context, cause error) {
 // session that held bytes (unless the blob turned out complete): what the
 // session held is sent again. A registry that loses every session (a link
 // that always fails before the end, on a registry that cannot resume)
-// fails the blob after maxRestarts(Retry.Stalls) restarts.
+// fails the blob after Retry.MaxRestarts restarts.
 func (u *chunkedUpload) restart() error {
 	if u.lost == 0 {
 		return nil
 	}
 	held, cause := u.lost, u.why
 	u.lost, u.why = 0, nil
-	if limit := maxRestarts(u.opts.Retry); u.stats.Restarts >= limit {
-		return fmt.Errorf("%w: the registry lost the upload %d times (limit %d): %w", errGaveUp, u.stats.Restarts+1, limit, cause)
+	if limit := u.opts.Retry.MaxRestarts(); u.stats.Restarts >= limit {
+		return fmt.Errorf("%w: the registry lost the upload %d times (limit %d): %w", transport.ErrGaveUp, u.stats.Restarts+1, limit, cause)
 	}
 	u.stats.Resent += held
 	u.stats.Restarts++
@@ -274,7 +290,7 @@ func (u *chunkedUpload) sendChunks(ctx context.Context) error {
 			resp.Body.Close()
 		case http.StatusMethodNotAllowed, http.StatusNotImplemented:
 			resp.Body.Close()
-			return errChunkingUnsupported
+			return ErrChunkingUnsupported
 		default:
 			defer resp.Body.Close()
 			return responseError(resp)

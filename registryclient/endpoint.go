@@ -1,4 +1,4 @@
-package mirror
+package registryclient
 
 import (
 	"context"
@@ -15,17 +15,10 @@ type Endpoint struct {
 	Client remote.Client
 	// PlainHTTP talks HTTP instead of HTTPS.
 	PlainHTTP bool
-	// Mirrors read REGISTRY's repositories from LOCATION (--source-mirror
-	// quay.io=127.0.0.1:5001/quay.io); the longest segment-aligned key wins.
-	Mirrors map[string]string
 }
 
-// Repository opens the repository name (host/path), through a mirror when
-// one matches.
+// Repository opens the repository name (host/path).
 func (ep Endpoint) Repository(name string) (*Repo, error) {
-	if from, ok := longestPrefix(ep.Mirrors, name); ok {
-		name = strings.TrimSuffix(ep.Mirrors[from], "/") + strings.TrimPrefix(name, strings.TrimSuffix(from, "/"))
-	}
 	repo, err := remote.NewRepository(name)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", name, err)

@@ -1,4 +1,4 @@
-package mirror
+package registryclient
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package mirror
+package registryclient
 
 import (
 	"context"
@@ -106,7 +106,7 @@ func TestFetchRange(t *testing.T) {
 			}
 			rc, err := s.repo(t, simTestRepo, nil).FetchRange(context.Background(), desc, c.off)
 			if c.status != 0 {
-				if statusOf(err) != c.status {
+				if StatusOf(err) != c.status {
 					t.Fatalf("got %v, want a %d error", err, c.status)
 				}
 				return

@@ -1,6 +1,9 @@
-// Package mirror computes where every image of a set of profiles goes (the
-// plan) and copies, audits and bundles those images.
-package mirror
+// Package targets computes where every image and chart of a set of
+// profiles goes, exactly as the Palette agent will pull it: references
+// normalized as containerd does, mapping rules, the external registry
+// prefixed, short-name modes, and the statuses of the plan. It does no
+// network I/O.
+package targets
 
 import (
 	// go-digest validates sha256 digests only when the hash is linked in;
@@ -19,7 +22,7 @@ import (
 // Status is the outcome for one image.
 type Status string
 
-// The statuses of DESIGN.md section 3.
+// The statuses of the report.
 const (
 	Planned    Status = "planned"    // plan: will be copied
 	Copied     Status = "copied"     // mirror: copied this run
@@ -52,7 +55,8 @@ const (
 	Both      ShortNames = "both"      // push both tags
 )
 
-// Rules are the target rules of DESIGN.md 2.4.
+// Rules are the target rules: mapping rules first, else the external
+// registry prefixed to the canonical (or literal) reference.
 type Rules struct {
 	// Registry is the external registry, HOST[:PORT][/PATH]; "" when only
 	// mapping rules apply.
@@ -365,13 +369,31 @@ func (r Rules) place(im *Image, name string) {
 // name.
 func (r Rules) match(name string) (string, bool) { return longestPrefix(r.Mappings, name) }
 
+// Relocate applies --source-mirror rules (REGISTRY=LOCATION, such as
+// quay.io=127.0.0.1:5001/quay.io) to the repository name: the longest
+// segment-aligned key wins, its part of the name is replaced by its
+// location. A name no rule matches is returned as it is.
+func Relocate(mirrors map[string]string, name string) string {
+	from, ok := longestPrefix(mirrors, name)
+	if !ok {
+		return name
+	}
+	return strings.TrimSuffix(mirrors[from], "/") + strings.TrimPrefix(name, strings.TrimSuffix(from, "/"))
+}
+
 // longestPrefix finds the longest key of m that is name or a prefix of it
 // ending at a "/".
 func longestPrefix(m map[string]string, name string) (string, bool) {
 	best, found := "", false
 	for from := range m {
 		f := strings.TrimSuffix(from, "/")
-		if (name == f || strings.HasPrefix(name, f+"/")) && (!found || len(f) > len(strings.TrimSuffix(best, "/"))) {
+		if name != f && !strings.HasPrefix(name, f+"/") {
+			continue
+		}
+		// Keys that differ only by a trailing "/" tie: the smaller key
+		// wins, whatever order the map gives.
+		b := strings.TrimSuffix(best, "/")
+		if !found || len(f) > len(b) || len(f) == len(b) && from < best {
 			best, found = from, true
 		}
 	}

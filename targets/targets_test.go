@@ -1,4 +1,4 @@
-package mirror
+package targets
 
 import (
 	"strings"
@@ -185,5 +185,21 @@ func TestClaimTags(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s: %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// TestMappingTieIsDeterministic: two rules whose keys differ only by a
+// trailing "/" match the same names equally; the same one must win every
+// time, not whichever the map yields first.
+func TestMappingTieIsDeterministic(t *testing.T) {
+	rules := Rules{Mappings: map[string]string{"quay.io/acme": "reg.a/one", "quay.io/acme/": "reg.b/two"}}
+	first := planOf(rules, "quay.io/acme/app:1").Images[0].Target
+	for range 64 {
+		if got := planOf(rules, "quay.io/acme/app:1").Images[0].Target; got != first {
+			t.Fatalf("the same image went to %s, then to %s", first, got)
+		}
+	}
+	if first != "reg.a/one/app:1" {
+		t.Errorf("target %s, want the rule without the trailing slash (reg.a/one/app:1)", first)
 	}
 }

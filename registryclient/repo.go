@@ -1,4 +1,4 @@
-package mirror
+package registryclient
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func (r *Repo) request(ctx context.Context, method, u string) (*http.Response, e
 
 // responseError turns a failed answer into oras-go's ErrorResponse, which
 // carries the status for transport.Reason and the registry's error codes;
-// a Retry-After comes along as a retryAfter.
+// a Retry-After comes along as a transport.RetryAfterError.
 func responseError(resp *http.Response) error {
 	e := &errcode.ErrorResponse{Method: resp.Request.Method, URL: resp.Request.URL, StatusCode: resp.StatusCode}
 	var body struct {
@@ -74,28 +74,18 @@ func responseError(resp *http.Response) error {
 		return fmt.Errorf("%w: %w", errdef.ErrNotFound, e)
 	}
 	if d, ok := transport.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-		return &retryAfter{err: e, wait: d}
+		return &transport.RetryAfterError{Err: e, Wait: d}
 	}
 	return e
 }
-
-// retryAfter is a refusal that says how long to wait before asking again
-// (a 429 or 503 with Retry-After on a request the HTTP client could not
-// repeat itself: a streamed chunk).
-type retryAfter struct {
-	err  error
-	wait time.Duration
-}
-
-func (r *retryAfter) Error() string { return r.err.Error() }
-func (r *retryAfter) Unwrap() error { return r.err }
 
 func hasCode(err error, code string) bool {
 	var ec errcode.Error
 	return errors.As(err, &ec) && ec.Code == code
 }
 
-func statusOf(err error) int {
+// StatusOf returns the HTTP status of a registry's refusal, or 0.
+func StatusOf(err error) int {
 	var er *errcode.ErrorResponse
 	if errors.As(err, &er) {
 		return er.StatusCode
@@ -245,7 +235,7 @@ func (r *Repo) status(ctx context.Context, loc string, settle time.Duration) (st
 			return next, off, nil
 		}
 		last, loc = off, next
-		if err := sleep(ctx, settle); err != nil {
+		if err := transport.Sleep(ctx, settle); err != nil {
 			return "", 0, err
 		}
 	}

@@ -1,0 +1,234 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/errdef"
+
+	"github.com/edgemirror/edgemirror/registryclient"
+	"github.com/edgemirror/edgemirror/transport"
+)
+
+// digestLock returns the mutex that serializes the placements of d.
+func (e *engine) digestLock(d digest.Digest) *sync.Mutex {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l, ok := e.locks[d]
+	if !ok {
+		l = &sync.Mutex{}
+		e.locks[d] = l
+	}
+	return l
+}
+
+// known reports whether repo holds d, and another repository that does.
+func (e *engine) known(d digest.Digest, repo string) (here bool, other string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.where[d] {
+		if r == repo {
+			return true, ""
+		}
+		other = r
+	}
+	return false, other
+}
+
+func (e *engine) remember(d digest.Digest, repo string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.where[d] = append(e.where[d], repo)
+}
+
+// outcome is how a blob came to be in place.
+type outcome int
+
+const (
+	skipped  outcome = iota // the target repository had it already
+	mounted                 // mounted from another repository of the target
+	uploaded                // sent from the source
+)
+
+// placeBlob makes blob b exist in the target repository repo: skip it when
+// known or found there, mount it from another target repository that holds
+// it, or stream it from the source. Placements of one digest are serialized,
+// so concurrent images needing the same layer send it once and mount it
+// after; a failure is not remembered, the next placement tries again. Every
+// request about the blob draws its retries from one budget (Options.Retry).
+func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, repo string, b ocispec.Descriptor) error {
+	if here, _ := e.known(b.Digest, repo); here {
+		e.done(b, skipped)
+		return nil
+	}
+	l := e.digestLock(b.Digest)
+	l.Lock()
+	defer l.Unlock()
+	here, other := e.known(b.Digest, repo)
+	if here {
+		e.done(b, skipped)
+		return nil
+	}
+	ctx = transport.WithBudget(ctx, e.opts.Retry.Start())
+	if m, ok := dst.(blobMounter); ok && other != "" && sameHost(other, repo) {
+		ok, err := m.MountBlob(ctx, b, repoPath(other))
+		if ok {
+			e.remember(b.Digest, repo)
+			e.done(b, mounted)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		// A refused or failed mount is not fatal: look, then upload.
+	}
+	ok, err := dst.Exists(ctx, b)
+	if err != nil {
+		return fmt.Errorf("checking blob %s at the target: %w", b.Digest, err)
+	}
+	if ok {
+		e.remember(b.Digest, repo)
+		e.done(b, skipped)
+		return nil
+	}
+	if err := e.upload(ctx, src, dst, b); err != nil {
+		return err
+	}
+	e.remember(b.Digest, repo)
+	e.done(b, uploaded)
+	return nil
+}
+
+// slot is the transfer slot of one blob upload. The upload gives it up
+// while it waits to try again, so a blob backing off does not hold up the
+// others.
+type slot struct {
+	e    *engine
+	mu   sync.Mutex
+	held bool
+}
+
+// take waits for a free slot; a graceful stop ends the wait.
+func (s *slot) take(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		return nil
+	}
+	select {
+	case s.e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.e.opts.Stop:
+		return registryclient.ErrStopped
+	}
+	select {
+	case <-s.e.opts.Stop:
+		<-s.e.slots // the stop and a free slot came together
+		return registryclient.ErrStopped
+	default:
+	}
+	s.held = true
+	return nil
+}
+
+// give frees the slot, if held.
+func (s *slot) give() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		<-s.e.slots
+		s.held = false
+	}
+}
+
+// upload streams b from the source to the target in one transfer slot,
+// given up while a retry waits. A chunked upload resumes and retries by
+// itself; a whole-blob PUT cannot be replayed by the HTTP client, so one that
+// fails for a passing reason (network, 5xx, 429, expired token) is started
+// over here. Both draw on the blob's budget in ctx.
+func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
+	s := &slot{e: e}
+	if err := s.take(ctx); err != nil {
+		return err
+	}
+	defer s.give()
+	budget := transport.BudgetFrom(ctx)
+	budget.Idle = func(ctx context.Context, wait func() error) error {
+		s.give()
+		if err := wait(); err != nil {
+			return err
+		}
+		return s.take(ctx)
+	}
+	if cu, ok := dst.(registryclient.ChunkUploader); ok && b.Size > e.opts.ChunkThreshold && !e.noChunks.Load() {
+		st, err := cu.UploadChunked(ctx, b, func(off int64) (io.ReadCloser, error) { return e.read(ctx, src, b, off) },
+			registryclient.ChunkOptions{Size: e.opts.ChunkSize, Journal: e.opts.Journal, Retry: e.opts.Retry, Stop: e.opts.Stop,
+				Restarted: func(held int64, cause error) {
+					if h := e.opts.Hooks.BlobRestarted; h != nil {
+						h(b, held, cause)
+					}
+				}})
+		e.counts.restarted.Add(int64(st.Restarts))
+		e.bytes.resent.Add(st.Resent)
+		if !errors.Is(err, registryclient.ErrChunkingUnsupported) {
+			return err
+		}
+		e.noChunks.Store(true)
+	}
+	var sent int64
+	defer func() { e.bytes.resent.Add(max(0, sent-b.Size)) }()
+	for {
+		n, err := e.uploadWhole(ctx, src, dst, b)
+		sent += n
+		if err == nil || !transport.Transient(err) || ctx.Err() != nil {
+			return err
+		}
+		// A whole-blob PUT keeps nothing of a failed attempt: no progress.
+		if err := budget.Failed(ctx, false, err); err != nil {
+			return fmt.Errorf("uploading blob %s: %w", b.Digest, err)
+		}
+	}
+}
+
+// uploadWhole streams b in one PUT and says how many bytes it read.
+func (e *engine) uploadWhole(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) (int64, error) {
+	rc, err := e.read(ctx, src, b, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	if err := dst.Push(ctx, b, rc); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+		return rc.n.Load(), fmt.Errorf("uploading blob %s: %w", b.Digest, err)
+	}
+	return rc.n.Load(), nil
+}
+
+// done counts a placed blob.
+func (e *engine) done(b ocispec.Descriptor, how outcome) {
+	switch how {
+	case uploaded:
+		e.counts.uploaded.Add(1)
+		e.bytes.uploaded.Add(b.Size)
+	case mounted:
+		e.counts.mounted.Add(1)
+		e.bytes.mounted.Add(b.Size)
+	default:
+		e.counts.skipped.Add(1)
+	}
+}
+
+func sameHost(a, b string) bool { return hostOf(a) == hostOf(b) }
+
+// repoPath drops the host from a full repository name.
+func repoPath(name string) string {
+	_, p, _ := strings.Cut(name, "/")
+	return p
+}
