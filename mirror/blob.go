@@ -57,13 +57,15 @@ const (
 	uploaded                // sent from the source
 )
 
-// placeBlob makes blob b exist in the target repository repo: skip it when
-// known or found there, mount it from another target repository that holds
-// it, or stream it from the source. Placements of one digest are serialized,
-// so concurrent images needing the same layer send it once and mount it
-// after; a failure is not remembered, the next placement tries again. Every
-// request about the blob draws its retries from one budget (Options.Retry).
-func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, repo string, b ocispec.Descriptor) error {
+// placeBlob makes blob b of manifest owner exist in the image's target
+// repository: skip it when known or found there, mount it from another
+// target repository that holds it, or stream it from the source.
+// Placements of one digest are serialized, so concurrent images needing the
+// same layer send it once and mount it after; a failure is not remembered,
+// the next placement tries again. Every request about the blob draws its
+// retries from one budget (Options.Retry).
+func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.Descriptor) error {
+	src, dst, repo := j.src, j.dst, j.repo
 	if here, _ := e.known(b.Digest, repo); here {
 		e.done(b, skipped)
 		return nil
@@ -98,7 +100,7 @@ func (e *engine) placeBlob(ctx context.Context, src oras.ReadOnlyTarget, dst ora
 		e.done(b, skipped)
 		return nil
 	}
-	if err := e.upload(ctx, src, dst, b); err != nil {
+	if err := e.upload(ctx, src, dst, repo, owner, b); err != nil {
 		return err
 	}
 	e.remember(b.Digest, repo)
@@ -154,12 +156,17 @@ func (s *slot) give() {
 // itself; a whole-blob PUT cannot be replayed by the HTTP client, so one that
 // fails for a passing reason (network, 5xx, 429, expired token) is started
 // over here. Both draw on the blob's budget in ctx.
-func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, b ocispec.Descriptor) error {
+func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, repo string, owner, b ocispec.Descriptor) error {
 	s := &slot{e: e}
 	if err := s.take(ctx); err != nil {
 		return err
 	}
 	defer s.give()
+	// The target may have refused a Docker manifest while this blob of a
+	// Docker image waited for its slot: then it is not sent.
+	if err := e.dockerRefused(repo, owner); err != nil {
+		return err
+	}
 	budget := transport.BudgetFrom(ctx)
 	budget.Idle = func(ctx context.Context, wait func() error) error {
 		s.give()

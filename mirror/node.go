@@ -80,7 +80,7 @@ func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descrip
 				continue
 			}
 			j.add(func(j *imageJob) { j.total += b.Size })
-			g.Go(func() error { return e.placeBlob(gctx, j.src, j.dst, j.repo, b) })
+			g.Go(func() error { return e.placeBlob(gctx, j, desc, b) })
 		}
 	}
 	if err := g.Wait(); err != nil {
