@@ -5,35 +5,16 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// syncBuffer is a bytes.Buffer safe for the signal goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestInterruptsStopThenAbort: the first signal closes stop and leaves the
 // context running; the second cancels it.
 func TestInterruptsStopThenAbort(t *testing.T) {
 	sigs := make(chan os.Signal, 2)
-	var errb syncBuffer
-	ctx, stop := interrupts(context.Background(), sigs, time.Hour, &errb)
+	var errb bytes.Buffer // read once the goroutine that writes it is done
+	ctx, stop := interrupts(context.Background(), sigs, time.Hour, &lockedWriter{w: &errb})
 	select {
 	case <-stop:
 		t.Fatal("stopped before any signal")
@@ -55,8 +36,8 @@ func TestInterruptsStopThenAbort(t *testing.T) {
 // once the grace period is over.
 func TestInterruptsGraceEnds(t *testing.T) {
 	sigs := make(chan os.Signal, 1)
-	var errb syncBuffer
-	ctx, stop := interrupts(context.Background(), sigs, 10*time.Millisecond, &errb)
+	var errb bytes.Buffer // read once the goroutine that writes it is done
+	ctx, stop := interrupts(context.Background(), sigs, 10*time.Millisecond, &lockedWriter{w: &errb})
 	sigs <- os.Interrupt
 	<-stop
 	<-ctx.Done()

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,8 +47,40 @@ func (e *engine) noteDockerRefusal(repo string, desc ocispec.Descriptor, err err
 	if !isDocker(desc.MediaType) || registryclient.StatusOf(err) != http.StatusUnsupportedMediaType {
 		return err
 	}
-	refusal, _ := e.noDocker.LoadOrStore(hostOf(repo), &dockerRefusal{host: hostOf(repo), cause: err})
+	refusal, known := e.noDocker.LoadOrStore(hostOf(repo), &dockerRefusal{host: hostOf(repo), cause: err})
+	if !known {
+		// The other Docker images under way will be refused too: stop
+		// their transfers now rather than send their blobs for nothing.
+		e.mu.Lock()
+		for cancel := range e.dockerCopies[hostOf(repo)] {
+			(*cancel)(refusal.(*dockerRefusal))
+		}
+		e.mu.Unlock()
+	}
 	return refusal.(*dockerRefusal)
+}
+
+// stopOnDockerRefusal returns a context for the copy of a Docker-format
+// image to target that ends, with the refusal as its cause, when the
+// target refuses a Docker manifest; stop releases it.
+func (e *engine) stopOnDockerRefusal(ctx context.Context, target string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	host := hostOf(target)
+	e.mu.Lock()
+	if e.dockerCopies == nil {
+		e.dockerCopies = map[string]map[*context.CancelCauseFunc]bool{}
+	}
+	if e.dockerCopies[host] == nil {
+		e.dockerCopies[host] = map[*context.CancelCauseFunc]bool{}
+	}
+	e.dockerCopies[host][&cancel] = true
+	e.mu.Unlock()
+	return ctx, func() {
+		e.mu.Lock()
+		delete(e.dockerCopies[host], &cancel)
+		e.mu.Unlock()
+		cancel(nil)
+	}
 }
 
 // refusedDocker reports whether err is a dockerRefusal, and its message.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -109,5 +110,53 @@ func TestCopyConvertDocker(t *testing.T) {
 	Copy(context.Background(), p, h.opts)
 	if got := statuses(p); got != "present,present,present,present" {
 		t.Errorf("second run: %s", got)
+	}
+}
+
+// manifestGate is a target whose Docker manifest pushes wait for open.
+type manifestGate struct {
+	oras.Target
+	open <-chan struct{}
+}
+
+func (g manifestGate) Push(ctx context.Context, d ocispec.Descriptor, r io.Reader) error {
+	if isDocker(d.MediaType) {
+		<-g.open
+	}
+	return g.Target.Push(ctx, d, r)
+}
+
+// TestCopyDockerRefusalStopsTransfers: when the target refuses the first
+// Docker manifest, the blob transfers of the other Docker images under way
+// stop at once, and those images fail with the refusal.
+func TestCopyDockerRefusalStopsTransfers(t *testing.T) {
+	h := newHarness()
+	h.dst.refuseDocker = true
+	pushDockerImage(t, h.src.repo("quay.io/a/first"), "1", "first-layer")
+	_, blobs := pushDockerImage(t, h.src.repo("quay.io/a/second"), "1", "second-layer")
+	stalling := &stallingRepo{memRepo: h.src.repo("quay.io/a/second"), stall: blobs[0].Digest, started: make(chan struct{}), cancelled: make(chan bool, 1)}
+	source, target := h.opts.Source, h.opts.Target
+	h.opts.Source = func(name string) (oras.ReadOnlyTarget, error) {
+		if strings.HasSuffix(name, "/a/second") {
+			return stalling, nil
+		}
+		return source(name)
+	}
+	// The first image's manifest is refused only once the second image's
+	// layer is in transfer.
+	h.opts.Target = func(name string) (oras.Target, error) {
+		tgt, err := target(name)
+		return manifestGate{Target: tgt, open: stalling.started}, err
+	}
+	p := h.plan("quay.io/a/first:1", "quay.io/a/second:1")
+	Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "failed,failed" {
+		t.Fatalf("statuses %s", got)
+	}
+	if !<-stalling.cancelled {
+		t.Error("the second image's transfer ran on after the target refused Docker manifests")
+	}
+	if !strings.Contains(p.Images[1].Reason, "refuses Docker-format manifests") {
+		t.Errorf("second image's reason %q, want the refusal", p.Images[1].Reason)
 	}
 }

@@ -159,7 +159,10 @@ type engine struct {
 	bytes        struct{ uploaded, mounted, resent atomic.Int64 }
 
 	noChunks atomic.Bool // the target refused a chunked upload: send whole blobs
-	noDocker sync.Map    // target host → error: it refuses Docker manifests
+	noDocker sync.Map    // target host → *dockerRefusal: it refuses Docker manifests
+	// dockerCopies are the Docker-format images under way, by target host:
+	// a refusal stops their transfers.
+	dockerCopies map[string]map[*context.CancelCauseFunc]bool
 }
 
 // Copy copies every planned image of plan to its target, setting each
@@ -299,7 +302,16 @@ func (e *engine) place(ctx context.Context, im *targets.Image) error {
 			return err
 		}
 	}
-	err = e.copyRoot(ctx, c)
+	cctx := ctx
+	if isDocker(c.root.MediaType) {
+		var stop func()
+		cctx, stop = e.stopOnDockerRefusal(ctx, im.TargetName)
+		defer stop()
+	}
+	err = e.copyRoot(cctx, c)
+	if cause := context.Cause(cctx); ctx.Err() == nil && cctx.Err() != nil {
+		err = cause // another image's manifest was refused: this one's too
+	}
 	if _, refused := refusedDocker(err); refused && isDocker(c.root.MediaType) && e.opts.ConvertDocker {
 		// The refusal came with this image: convert it and push again
 		// (its blobs are in place already).

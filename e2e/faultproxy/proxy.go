@@ -50,6 +50,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgemirror/edgemirror/transport"
 )
 
 // Options configures a proxy.
@@ -323,7 +325,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info, u1, u2, hook, f := p.begin(r, kind)
 	defer p.end(kind)
 
-	if err := sleep(r.Context(), f.Latency); err != nil {
+	if err := transport.Sleep(r.Context(), f.Latency); err != nil {
 		return // the client gave up while the request crossed the link
 	}
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/edgemirror/edgemirror/transport"
 )
 
 // chunkFor is the largest piece of a body throttled at rate that passes at
@@ -50,22 +52,7 @@ func (b *bucket) wait(ctx context.Context, rate int64, n int) error {
 		d = time.Duration(-b.tokens / float64(rate) * float64(time.Second))
 	}
 	b.mu.Unlock()
-	return sleep(ctx, d)
-}
-
-// sleep waits d, returning early with ctx's error when ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return transport.Sleep(ctx, d)
 }
 
 // uploadRate returns the current upload limit (<= 0: none).
