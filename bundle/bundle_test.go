@@ -35,7 +35,7 @@ func seedImage(t *testing.T, src *memory.Store, tag string, layer []byte) (manif
 		}
 		return d
 	}
-	cfg := push(ocispec.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	cfg := push(ocispec.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux","tag":"`+tag+`"}`))
 	blob = push(ocispec.MediaTypeImageLayerGzip, layer)
 	raw, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{blob}})
 	manifest = push(ocispec.MediaTypeImageManifest, raw)
@@ -45,17 +45,28 @@ func seedImage(t *testing.T, src *memory.Store, tag string, layer []byte) (manif
 	return manifest, blob
 }
 
-// TestRoundTrip: an image saved into a layout, written as a tar and opened
-// again is found under its canonical reference, with its provenance and
-// its bytes.
+// TestRoundTrip: images saved into a layout (one by tag, one by digest
+// only) with their profile, written as a tar and opened again, as a tar and
+// as the directory, are found under their canonical references with their
+// provenance and their bytes; the opened bundle takes no writes.
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	src := memory.New()
 	layer := bytes.Repeat([]byte("edge"), 4096)
 	manifest, blob := seedImage(t, src, "1.0", layer)
-	res := &profile.Result{Images: []profile.Image{{Ref: "quay.io/acme/app:1.0", Raw: "quay.io/acme/app:1.0",
-		From: profile.Provenance{Profile: "infra", Pack: "apps", Layer: "addon", Origin: profile.OriginContent}}}}
+	pinned, _ := seedImage(t, src, "pause", []byte("pause-layer"))
+	// The memory store resolves tags only: name the manifest by its digest.
+	if err := src.Tag(ctx, pinned, pinned.Digest.String()); err != nil {
+		t.Fatal(err)
+	}
+	from := profile.Provenance{Profile: "infra", Pack: "apps", Layer: "addon", Origin: profile.OriginContent}
+	pinnedRef := "registry.k8s.io/pause@" + pinned.Digest.String()
+	res := &profile.Result{Images: []profile.Image{
+		{Ref: "quay.io/acme/app:1.0", Raw: "quay.io/acme/app:1.0", From: from},
+		{Ref: pinnedRef, Raw: pinnedRef, From: from},
+	}}
 	plan := targets.Build(res, targets.Rules{Bundle: true})
+	profiles := []*profile.Profile{{File: "infra.json", Data: []byte(`{"metadata":{"name":"infra"}}`)}}
 
 	dir := filepath.Join(t.TempDir(), "layout")
 	layout, err := Create(ctx, dir)
@@ -67,10 +78,12 @@ func TestRoundTrip(t *testing.T) {
 		Target:         func(name string) (oras.Target, error) { return layout.Repository(name), nil },
 		ChunkThreshold: 1024, ChunkSize: 1024, // the layer goes through the partial file
 	})
-	if st := plan.Images[0].Status; st != targets.Copied {
-		t.Fatalf("status %s: %s", st, plan.Images[0].Reason)
+	for _, im := range plan.Images {
+		if im.Status != targets.Copied {
+			t.Fatalf("%s: %s %s", im.Source, im.Status, im.Reason)
+		}
 	}
-	if err := layout.Finish(ctx, plan, nil); err != nil {
+	if err := layout.Finish(ctx, plan, profiles); err != nil {
 		t.Fatal(err)
 	}
 	tarball := filepath.Join(t.TempDir(), "bundle.tar")
@@ -78,25 +91,37 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b, err := Open(ctx, tarball)
-	if err != nil {
-		t.Fatal(err)
+	for _, path := range []string{tarball, dir} {
+		b, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Result.Images) != 2 || b.Result.Images[0].From.Pack != "apps" {
+			t.Fatalf("%s: images in the bundle: %+v", path, b.Result.Images)
+		}
+		repo := b.Repository("quay.io/acme/app")
+		got, err := repo.Resolve(ctx, "1.0")
+		if err != nil || got.Digest != manifest.Digest {
+			t.Fatalf("%s: resolved %s %v, want %s", path, got.Digest, err, manifest.Digest)
+		}
+		rc, err := repo.Fetch(ctx, blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(data, layer) {
+			t.Errorf("%s: the layer read back differs", path)
+		}
+		if got, err := b.Repository("registry.k8s.io/pause").Resolve(ctx, pinned.Digest.String()); err != nil || got.MediaType != ocispec.MediaTypeImageManifest {
+			t.Errorf("%s: the digest-pinned image: %+v %v", path, got, err)
+		}
+		if err := repo.(oras.Target).Push(ctx, blob, bytes.NewReader(layer)); err == nil {
+			t.Errorf("%s: an opened bundle took a push", path)
+		}
 	}
-	if len(b.Result.Images) != 1 || b.Result.Images[0].Ref != "quay.io/acme/app:1.0" || b.Result.Images[0].From.Pack != "apps" {
-		t.Fatalf("images in the bundle: %+v", b.Result.Images)
-	}
-	repo := b.Repository("quay.io/acme/app")
-	got, err := repo.Resolve(ctx, "1.0")
-	if err != nil || got.Digest != manifest.Digest {
-		t.Fatalf("resolved %s %v, want %s", got.Digest, err, manifest.Digest)
-	}
-	rc, err := repo.Fetch(ctx, blob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if data, _ := io.ReadAll(rc); !bytes.Equal(data, layer) {
-		t.Error("the layer read back differs")
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		t.Errorf("index.json: %v", err)
 	}
 }
 
