@@ -195,7 +195,7 @@ func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.T
 	for {
 		n, err := e.uploadWhole(ctx, src, dst, b)
 		sent += n
-		if err == nil || !transport.Transient(err) || ctx.Err() != nil {
+		if err == nil || !(transport.Transient(err) || expiredDuringPush(err)) || ctx.Err() != nil {
 			return err
 		}
 		// A whole-blob PUT keeps nothing of a failed attempt: no progress.
@@ -213,9 +213,29 @@ func (e *engine) uploadWhole(ctx context.Context, src oras.ReadOnlyTarget, dst o
 	}
 	defer rc.Close()
 	if err := dst.Push(ctx, b, rc); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-		return rc.n.Load(), fmt.Errorf("uploading blob %s: %w", b.Digest, err)
+		return rc.n.Load(), &pushError{digest: b.Digest, err: err}
 	}
 	return rc.n.Load(), nil
+}
+
+// pushError is a whole-blob upload the target refused.
+type pushError struct {
+	digest digest.Digest
+	err    error
+}
+
+func (p *pushError) Error() string { return fmt.Sprintf("uploading blob %s: %v", p.digest, p.err) }
+func (p *pushError) Unwrap() error { return p.err }
+
+// expiredDuringPush reports a 401 to a whole-blob PUT. oras-go sends the
+// PUT with the token of the POST that opened the session and does not
+// renew it, so a Bearer token that expires between the two (or while the
+// body streams through a slow link) ends the PUT with 401; the next
+// attempt's POST fetches a fresh token. The credentials themselves were
+// checked before the run.
+func expiredDuringPush(err error) bool {
+	var p *pushError
+	return errors.As(err, &p) && transport.Reason(err) == transport.ReasonUnauthorized
 }
 
 // done counts a placed blob.

@@ -17,6 +17,7 @@ import (
 	"github.com/edgemirror/edgemirror/profile"
 	"github.com/edgemirror/edgemirror/registryclient"
 	"github.com/edgemirror/edgemirror/targets"
+	"github.com/edgemirror/edgemirror/transport"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -37,7 +38,10 @@ type memRegistry struct {
 	refuse bool // answer mounts as a registry that does not support them
 	// refuseDocker answers Docker manifests as zot does without docker2s2.
 	refuseDocker bool
-	fetches      atomic.Int64
+	// expire answers this many blob pushes 401, as a registry does when
+	// the token of the session's POST expired before its PUT.
+	expire  atomic.Int64
+	fetches atomic.Int64
 }
 
 type memRepo struct {
@@ -64,6 +68,10 @@ func (r *memRepo) Push(ctx context.Context, d ocispec.Descriptor, rd io.Reader) 
 	if r.reg.refuseDocker && isDocker(d.MediaType) {
 		return &errcode.ErrorResponse{Method: http.MethodPut, StatusCode: http.StatusUnsupportedMediaType,
 			Errors: errcode.Errors{{Code: "MANIFEST_INVALID", Message: "manifest invalid"}}}
+	}
+	if !isManifestType(d.MediaType) && r.reg.expire.Add(-1) >= 0 {
+		return &errcode.ErrorResponse{Method: http.MethodPut, StatusCode: http.StatusUnauthorized,
+			Errors: errcode.Errors{{Code: "UNAUTHORIZED", Message: "authentication required"}}}
 	}
 	if !isManifestType(d.MediaType) {
 		r.reg.pushes.Add(1)
@@ -451,5 +459,20 @@ func TestCopyChartPresentWithoutDownload(t *testing.T) {
 	}
 	if n := second.reads.Load(); n != 0 {
 		t.Errorf("the chart present at the target was read %d times", n)
+	}
+}
+
+// TestCopyTokenExpiredBeforePut: a whole-blob PUT refused with 401 (its
+// token, taken from the session's POST, expired) is made again, and the
+// image arrives.
+func TestCopyTokenExpiredBeforePut(t *testing.T) {
+	h := newHarness()
+	h.opts.Retry = transport.Retry{MinWait: time.Millisecond, MaxWait: time.Millisecond}
+	pushImage(t, h.src.repo("quay.io/a/one"), "1", nil, "layer")
+	h.dst.expire.Store(2)
+	p := h.plan("quay.io/a/one:1")
+	Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "copied" {
+		t.Fatalf("status %s: %s", got, p.Images[0].Reason)
 	}
 }
