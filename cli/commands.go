@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
 	"oras.land/oras-go/v2"
 
 	"github.com/edgemirror/edgemirror/auth"
@@ -42,6 +41,16 @@ func loadInput(e *env, pf *profileFlags, path string) (input, error) {
 	return input{result: b.Result, bundle: b}, nil
 }
 
+// groups are the flag groups of a command that moves or checks images; a
+// command adds the groups it takes, and the others keep their zero values.
+type groups struct {
+	pf profileFlags
+	tf targetFlags
+	sf sourceFlags
+	rf runFlags
+	of outputFlags
+}
+
 // job is what the commands that move or check images share once their
 // flags are read: the plan, the clients and the progress.
 type job struct {
@@ -50,21 +59,20 @@ type job struct {
 	in       input
 	plan     *targets.Plan
 	clients  *clients
-	rf       *runFlags
-	of       *outputFlags
+	g        *groups
 	progress *report.Progress
 }
 
-// start reads the input, plans it under rules, connects, checks the targets
-// (push rights too when the command writes to them) and starts the
-// progress.
-func start(e *env, name string, pf *profileFlags, bundlePath string, tf *targetFlags, sf *sourceFlags, rf *runFlags, of *outputFlags, rules targets.Rules, ud *auth.UserData, pushes bool) (*job, error) {
-	r := &job{name: name, started: time.Now(), rf: rf, of: of}
+// start reads the input (the profiles, or the bundle at bundlePath), plans
+// it under rules, connects, checks the targets (push rights too when the
+// command writes to them) and starts the progress.
+func start(e *env, name string, g *groups, bundlePath string, rules targets.Rules, ud *auth.UserData, pushes bool) (*job, error) {
+	r := &job{name: name, started: time.Now(), g: g}
 	var err error
-	if r.in, err = loadInput(e, pf, bundlePath); err != nil {
+	if r.in, err = loadInput(e, &g.pf, bundlePath); err != nil {
 		return nil, err
 	}
-	if r.clients, err = connect(e, tf, sf, rf.debug, rules, ud); err != nil {
+	if r.clients, err = connect(e, &g.tf, &g.sf, g.rf.debug, rules, ud); err != nil {
 		return nil, err
 	}
 	r.plan = targets.Build(r.in.result, rules)
@@ -74,7 +82,7 @@ func start(e *env, name string, pf *profileFlags, bundlePath string, tf *targetF
 			return nil, err
 		}
 		if pushes {
-			if err := r.clients.checkPush(e, r.plan, rf.jobs); err != nil {
+			if err := r.clients.checkPush(e, r.plan, g.rf.jobs); err != nil {
 				return nil, err
 			}
 		}
@@ -85,26 +93,27 @@ func start(e *env, name string, pf *profileFlags, bundlePath string, tf *targetF
 			n++
 		}
 	}
-	if r.progress, err = report.NewProgress(e.stderr, report.ProgressMode(rf.progress), e.tty, n, 0); err != nil {
+	if r.progress, err = report.NewProgress(e.stderr, report.ProgressMode(g.rf.progress), e.tty, n, 0); err != nil {
 		return nil, usageErr(err)
 	}
 	return r, nil
 }
 
-// options are the engine options of the run.
+// options are the engine options of the job.
 func (r *job) options(e *env) mirror.Options {
+	rf := &r.g.rf
 	o := mirror.Options{
-		Jobs:             r.rf.jobs,
-		Platforms:        r.rf.parsed.platforms,
+		Jobs:             rf.jobs,
+		Platforms:        rf.parsed.platforms,
 		Source:           r.clients.sourceRepository,
 		Target:           func(name string) (oras.Target, error) { return r.clients.target.Repository(name) },
 		Hooks:            r.progress.Hooks(),
-		ChunkThreshold:   r.rf.parsed.threshold,
-		ChunkSize:        r.rf.parsed.chunk,
-		Journal:          r.rf.parsed.journal,
-		IncludeReferrers: r.rf.referrers,
-		Retry:            transport.Retry{Stalls: r.rf.retries, For: r.rf.retryFor},
-		ConvertDocker:    r.rf.convert,
+		ChunkThreshold:   rf.parsed.threshold,
+		ChunkSize:        rf.parsed.chunk,
+		Journal:          rf.parsed.journal,
+		IncludeReferrers: rf.referrers,
+		Retry:            transport.Retry{Stalls: rf.retries, For: rf.retryFor},
+		ConvertDocker:    rf.convert,
 		Stop:             e.stop,
 	}
 	if r.in.bundle != nil {
@@ -113,13 +122,16 @@ func (r *job) options(e *env) mirror.Options {
 		o.Charts = func(im *targets.Image) (oras.ReadOnlyTarget, error) {
 			c, err := r.clients.charts.Chart(e.ctx, im.Chart.Repo, im.Chart.Name, im.Chart.Version, im.Tag)
 			if err != nil {
-				return nil, err
+				return nil, err // not a nil *OCIChart in an interface
 			}
 			return c, nil
 		}
 	}
 	return o
 }
+
+// interrupted reports whether the run was stopped or aborted.
+func interrupted(e *env) bool { return e.ctx.Err() != nil || e.stopping() }
 
 // finish stops the progress and writes the result; stats may be nil (audit).
 func (r *job) finish(e *env, where string, stats *mirror.Stats) (int, error) {
@@ -134,8 +146,8 @@ func (r *job) finish(e *env, where string, stats *mirror.Stats) (int, error) {
 			fmt.Fprintf(e.stderr, "edgemirror %s: %d Docker-format image(s) not copied: %s\n", r.name, stats.DockerRefused, stats.DockerRefusal)
 		}
 	}
-	code, err := finish(e, rep, *r.of)
-	if err == nil && (e.ctx.Err() != nil || e.stopping()) {
+	code, err := finish(e, rep, r.g.of)
+	if err == nil && interrupted(e) {
 		fmt.Fprintf(e.stderr, "edgemirror %s: interrupted; run the same command again to continue\n", r.name)
 		return ExitOperation, nil
 	}
@@ -143,53 +155,47 @@ func (r *job) finish(e *env, where string, stats *mirror.Stats) (int, error) {
 }
 
 func runMirror(e *env, args []string) (int, error) {
-	var pf profileFlags
-	var tf targetFlags
-	var sf sourceFlags
-	var rf runFlags
-	var of outputFlags
+	var g groups
 	fs := newFlagSet(e, "mirror", "-p PROFILE... -r REGISTRY [flags]")
-	pf.add(fs)
-	tf.add(fs)
-	sf.add(fs)
-	rf.add(fs)
-	of.add(fs)
+	g.pf.add(fs)
+	g.tf.add(fs)
+	g.sf.add(fs)
+	g.rf.add(fs)
+	g.of.add(fs)
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
-	return copyTo(e, "mirror", &pf, "", &tf, &sf, &rf, &of)
+	return copyTo(e, "mirror", &g, "")
 }
 
 func runPush(e *env, args []string) (int, error) {
-	var tf targetFlags
-	var rf runFlags
-	var of outputFlags
+	var g groups
 	var bundlePath string
 	fs := newFlagSet(e, "push", "--bundle BUNDLE -r REGISTRY [flags]")
-	bundleFlag(fs, &bundlePath, "push the images of a bundle written by edgemirror save (a layout directory or a .tar)")
-	tf.add(fs)
-	rf.add(fs)
-	of.add(fs)
+	fs.StringVar(&bundlePath, "bundle", "", "push the images of a bundle written by edgemirror save (a layout directory or a .tar)")
+	g.tf.add(fs)
+	g.rf.add(fs)
+	g.of.add(fs)
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
 	if bundlePath == "" {
 		return 0, usageErr(errors.New("give the bundle to push with --bundle BUNDLE"))
 	}
-	return copyTo(e, "push", &profileFlags{}, bundlePath, &tf, &sourceFlags{}, &rf, &of)
+	return copyTo(e, "push", &g, bundlePath)
 }
 
 // copyTo copies the images of the profiles or the bundle to their targets:
 // mirror and push.
-func copyTo(e *env, name string, pf *profileFlags, bundlePath string, tf *targetFlags, sf *sourceFlags, rf *runFlags, of *outputFlags) (int, error) {
-	if err := checkRun(rf, of, tf, pf, true); err != nil {
+func copyTo(e *env, name string, g *groups, bundlePath string) (int, error) {
+	if err := checkRun(g, true); err != nil {
 		return 0, err
 	}
-	rules, ud, err := tf.rules()
+	rules, ud, err := g.tf.rules()
 	if err != nil {
 		return 0, err
 	}
-	r, err := start(e, name, pf, bundlePath, tf, sf, rf, of, rules, ud, true)
+	r, err := start(e, name, g, bundlePath, rules, ud, true)
 	if err != nil {
 		return 0, err
 	}
@@ -198,35 +204,31 @@ func copyTo(e *env, name string, pf *profileFlags, bundlePath string, tf *target
 }
 
 func runAudit(e *env, args []string) (int, error) {
-	var pf profileFlags
-	var tf targetFlags
-	var sf sourceFlags
-	var rf runFlags
-	var of outputFlags
+	var g groups
 	var bundlePath string
 	var verify bool
 	fs := newFlagSet(e, "audit", "-p PROFILE... -r REGISTRY [flags]")
-	pf.add(fs)
-	bundleFlag(fs, &bundlePath, "audit the images of a bundle written by edgemirror save instead of profiles")
-	tf.add(fs)
-	sf.add(fs)
-	rf.add(fs)
-	of.add(fs)
+	g.pf.add(fs)
+	fs.StringVar(&bundlePath, "bundle", "", "audit the images of a bundle written by edgemirror save instead of profiles")
+	g.tf.add(fs)
+	g.sf.add(fs)
+	g.rf.add(fs)
+	g.of.add(fs)
 	fs.BoolVar(&verify, "verify-source", false, "also resolve each source (or the bundle) and report a target that points at another digest as mismatch")
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
-	if bundlePath != "" && len(pf.files) > 0 {
+	if bundlePath != "" && len(g.pf.files) > 0 {
 		return 0, usageErr(errors.New("give either --bundle or -p, not both"))
 	}
-	if err := checkRun(&rf, &of, &tf, &pf, false); err != nil {
+	if err := checkRun(&g, false); err != nil {
 		return 0, err
 	}
-	rules, ud, err := tf.rules()
+	rules, ud, err := g.tf.rules()
 	if err != nil {
 		return 0, err
 	}
-	r, err := start(e, "audit", &pf, bundlePath, &tf, &sf, &rf, &of, rules, ud, false)
+	r, err := start(e, "audit", &g, bundlePath, rules, ud, false)
 	if err != nil {
 		return 0, err
 	}
@@ -235,28 +237,24 @@ func runAudit(e *env, args []string) (int, error) {
 }
 
 func runSave(e *env, args []string) (int, error) {
-	var pf profileFlags
-	var sf sourceFlags
-	var rf runFlags
-	var of outputFlags
+	var g groups
 	var output string
 	fs := newFlagSet(e, "save", "-p PROFILE... -O BUNDLE [flags]")
-	pf.add(fs)
+	g.pf.add(fs)
 	fs.StringVarP(&output, "output-bundle", "O", "", "the bundle to write: an OCI image layout directory, or a .tar file")
-	sf.add(fs)
-	rf.add(fs)
-	of.add(fs)
+	g.sf.add(fs)
+	g.rf.add(fs)
+	g.of.add(fs)
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
 	if output == "" {
 		return 0, usageErr(errors.New("give the bundle to write with -O BUNDLE (a directory, or a file ending in .tar)"))
 	}
-	tf := &targetFlags{}
-	if err := checkRun(&rf, &of, tf, &pf, true); err != nil {
+	if err := checkRun(&g, true); err != nil {
 		return 0, err
 	}
-	r, err := start(e, "save", &pf, "", tf, &sf, &rf, &of, targets.Rules{Bundle: true}, nil, false)
+	r, err := start(e, "save", &g, "", targets.Rules{Bundle: true}, nil, false)
 	if err != nil {
 		return 0, err
 	}
@@ -279,7 +277,9 @@ func runSave(e *env, args []string) (int, error) {
 	if err := layout.Finish(context.WithoutCancel(e.ctx), r.plan, r.in.profiles); err != nil {
 		return 0, opErr(err)
 	}
-	if tarball && e.ctx.Err() == nil {
+	// A stopped run keeps its directory for the rerun: no tar of half a
+	// bundle.
+	if tarball && !interrupted(e) {
 		if err := bundle.WriteTar(dir, output); err != nil {
 			return 0, opErr(err)
 		}
@@ -290,20 +290,15 @@ func runSave(e *env, args []string) (int, error) {
 	return r.finish(e, output, &stats)
 }
 
-// bundleFlag adds --bundle.
-func bundleFlag(fs *pflag.FlagSet, path *string, usage string) {
-	fs.StringVar(path, "bundle", "", usage)
-}
-
 // checkRun validates the flags of a run before the first request: bad usage
 // is exit 2 at once, not a network error after the retries. writes says
 // the command writes blobs (chunking and its journal).
-func checkRun(rf *runFlags, of *outputFlags, tf *targetFlags, pf *profileFlags, writes bool) error {
-	if err := of.check(); err != nil {
+func checkRun(g *groups, writes bool) error {
+	if err := g.of.check(); err != nil {
 		return err
 	}
-	if tf.passwordStdin && containsStdin(pf.files) {
+	if g.tf.passwordStdin && containsStdin(g.pf.files) {
 		return usageErr(errors.New("--password-stdin and -p - both read standard input; give the profile as a file"))
 	}
-	return rf.check(writes)
+	return g.rf.check(writes)
 }
