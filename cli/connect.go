@@ -162,7 +162,7 @@ func refusal(err error) string {
 	if len(er.Errors) > 0 {
 		s += ": " + er.Errors[0].Code
 		if m := er.Errors[0].Message; m != "" {
-			s += " " + m
+			s += " " + transport.Redact(m)
 		}
 	}
 	if r := transport.Reason(err); r != "" {

@@ -78,11 +78,14 @@ func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.De
 		e.done(b, skipped)
 		return nil
 	}
-	ctx = transport.WithBudget(ctx, e.opts.Retry.Start())
+	budget := e.opts.Retry.Start()
+	budget.Stop = e.opts.Stop
+	ctx = transport.WithBudget(ctx, budget)
 	if m, ok := dst.(blobMounter); ok && other != "" && sameHost(other, repo) {
 		ok, err := m.MountBlob(ctx, b, repoPath(other))
 		if ok {
 			e.remember(b.Digest, repo)
+			e.opts.Journal.Remove(repo, b.Digest) // an earlier run's upload is not needed
 			e.done(b, mounted)
 			return nil
 		}
@@ -97,6 +100,7 @@ func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.De
 	}
 	if ok {
 		e.remember(b.Digest, repo)
+		e.opts.Journal.Remove(repo, b.Digest) // an earlier run's upload is not needed
 		e.done(b, skipped)
 		return nil
 	}
@@ -110,18 +114,28 @@ func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.De
 
 // slot is the transfer slot of one blob upload. The upload gives it up
 // while it waits to try again, so a blob backing off does not hold up the
-// others.
+// others. The wait may happen on another goroutine (net/http reads a
+// request body, and so resumes a cut source read, on its own), even after
+// the upload has returned: once closed, a slot is never taken again.
 type slot struct {
-	e    *engine
-	mu   sync.Mutex
-	held bool
+	e      *engine
+	mu     sync.Mutex
+	held   bool
+	closed bool
 }
+
+// errSlotClosed ends a wait of an upload that is over.
+var errSlotClosed = errors.New("the upload is over")
 
 // take waits for a free slot; a graceful stop ends the wait.
 func (s *slot) take(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.held {
+	closed, held := s.closed, s.held
+	s.mu.Unlock()
+	switch {
+	case closed:
+		return errSlotClosed
+	case held:
 		return nil
 	}
 	select {
@@ -131,11 +145,21 @@ func (s *slot) take(ctx context.Context) error {
 	case <-s.e.opts.Stop:
 		return registryclient.ErrStopped
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	select {
 	case <-s.e.opts.Stop:
 		<-s.e.slots // the stop and a free slot came together
 		return registryclient.ErrStopped
 	default:
+	}
+	switch {
+	case s.closed:
+		<-s.e.slots
+		return errSlotClosed
+	case s.held: // taken meanwhile by the other goroutine
+		<-s.e.slots
+		return nil
 	}
 	s.held = true
 	return nil
@@ -151,6 +175,14 @@ func (s *slot) give() {
 	}
 }
 
+// close frees the slot for good.
+func (s *slot) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.give()
+}
+
 // upload streams b from the source to the target in one transfer slot,
 // given up while a retry waits. A chunked upload resumes and retries by
 // itself; a whole-blob PUT cannot be replayed by the HTTP client, so one that
@@ -161,13 +193,14 @@ func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.T
 	if err := s.take(ctx); err != nil {
 		return err
 	}
-	defer s.give()
+	defer s.close()
 	// The target may have refused a Docker manifest while this blob of a
 	// Docker image waited for its slot: then it is not sent.
 	if err := e.dockerRefused(repo, owner); err != nil {
 		return err
 	}
 	budget := transport.BudgetFrom(ctx)
+	budget.Begin() // --retry-for counts from the transfer, not the queue
 	budget.Idle = func(ctx context.Context, wait func() error) error {
 		s.give()
 		if err := wait(); err != nil {
@@ -175,7 +208,7 @@ func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.T
 		}
 		return s.take(ctx)
 	}
-	if cu, ok := dst.(registryclient.ChunkUploader); ok && b.Size > e.opts.ChunkThreshold && !e.noChunks.Load() {
+	if cu, ok := dst.(registryclient.ChunkUploader); ok && b.Size > e.opts.ChunkThreshold && !e.refusesChunks(repo) {
 		st, err := cu.UploadChunked(ctx, b, func(off int64) (io.ReadCloser, error) { return e.read(ctx, src, b, off) },
 			registryclient.ChunkOptions{Size: e.opts.ChunkSize, Journal: e.opts.Journal, Retry: e.opts.Retry, Stop: e.opts.Stop,
 				Restarted: func(held int64, cause error) {
@@ -188,7 +221,7 @@ func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.T
 		if !errors.Is(err, registryclient.ErrChunkingUnsupported) {
 			return err
 		}
-		e.noChunks.Store(true)
+		e.noChunks.Store(hostOf(repo), true)
 	}
 	var sent int64
 	defer func() { e.bytes.resent.Add(max(0, sent-b.Size)) }()
@@ -203,6 +236,13 @@ func (e *engine) upload(ctx context.Context, src oras.ReadOnlyTarget, dst oras.T
 			return fmt.Errorf("uploading blob %s: %w", b.Digest, err)
 		}
 	}
+}
+
+// refusesChunks reports whether the registry of repo refused a chunked
+// upload this run.
+func (e *engine) refusesChunks(repo string) bool {
+	_, ok := e.noChunks.Load(hostOf(repo))
+	return ok
 }
 
 // uploadWhole streams b in one PUT and says how many bytes it read.

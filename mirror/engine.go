@@ -158,8 +158,8 @@ type engine struct {
 	dockerReason atomic.Value // string: the first Docker refusal
 	bytes        struct{ uploaded, mounted, resent atomic.Int64 }
 
-	noChunks atomic.Bool // the target refused a chunked upload: send whole blobs
-	noDocker sync.Map    // target host → *dockerRefusal: it refuses Docker manifests
+	noChunks sync.Map // target host → true: it refused a chunked upload, send whole blobs
+	noDocker sync.Map // target host → *dockerRefusal: it refuses Docker manifests
 	// dockerCopies are the Docker-format images under way, by target host:
 	// a refusal stops their transfers.
 	dockerCopies map[string]map[*context.CancelCauseFunc]bool
@@ -309,7 +309,7 @@ func (e *engine) place(ctx context.Context, im *targets.Image) error {
 		defer stop()
 	}
 	err = e.copyRoot(cctx, c)
-	if cause := context.Cause(cctx); ctx.Err() == nil && cctx.Err() != nil {
+	if cause := context.Cause(cctx); err != nil && ctx.Err() == nil && cctx.Err() != nil {
 		err = cause // another image's manifest was refused: this one's too
 	}
 	if _, refused := refusedDocker(err); refused && isDocker(c.root.MediaType) && e.opts.ConvertDocker {

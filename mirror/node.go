@@ -41,8 +41,7 @@ func (j *imageJob) add(f func(j *imageJob)) {
 // then the referrers of the node.
 func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descriptor, raw []byte, ref string) error {
 	j.add(func(j *imageJob) { j.total += desc.Size })
-	// A child that fails fails the node: its siblings stop too.
-	g, gctx := errgroup.WithContext(ctx)
+	var children, blobs []ocispec.Descriptor
 	switch desc.MediaType {
 	case dockerSchema1, dockerSchema1Signed:
 		return fmt.Errorf("%s is a Docker schema 1 manifest, which OCI registries refuse; re-push the image with a current client", desc.Digest)
@@ -51,37 +50,40 @@ func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descrip
 		if err := json.Unmarshal(raw, &idx); err != nil {
 			return fmt.Errorf("index %s is not valid JSON: %w", desc.Digest, err)
 		}
-		for _, child := range idx.Manifests {
-			g.Go(func() error {
-				craw, err := registryclient.FetchManifest(gctx, j.src, child)
-				if err != nil {
-					return err
-				}
-				if err := e.copyNode(gctx, j, child, craw, ""); err != nil {
-					return err
-				}
-				if p := child.Platform; p != nil {
-					j.add(func(j *imageJob) { j.platforms = append(j.platforms, platformString(p)) })
-				}
-				return nil
-			})
-		}
+		children = idx.Manifests
 	default:
 		if err := e.dockerRefused(j.repo, desc); err != nil {
 			return err // refused since the image started: send none of its blobs
 		}
-		blobs, err := manifestBlobs(desc, raw)
-		if err != nil {
+		var err error
+		if blobs, err = manifestBlobs(desc, raw); err != nil {
 			return err
 		}
-		for _, b := range blobs {
-			if isForeign(b) {
-				j.add(func(j *imageJob) { j.foreign++ })
-				continue
+	}
+	// A child that fails fails the node: its siblings stop too.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, child := range children {
+		g.Go(func() error {
+			craw, err := registryclient.FetchManifest(gctx, j.src, child)
+			if err != nil {
+				return err
 			}
-			j.add(func(j *imageJob) { j.total += b.Size })
-			g.Go(func() error { return e.placeBlob(gctx, j, desc, b) })
+			if err := e.copyNode(gctx, j, child, craw, ""); err != nil {
+				return err
+			}
+			if p := child.Platform; p != nil {
+				j.add(func(j *imageJob) { j.platforms = append(j.platforms, platformString(p)) })
+			}
+			return nil
+		})
+	}
+	for _, b := range blobs {
+		if isForeign(b) {
+			j.add(func(j *imageJob) { j.foreign++ })
+			continue
 		}
+		j.add(func(j *imageJob) { j.total += b.Size })
+		g.Go(func() error { return e.placeBlob(gctx, j, desc, b) })
 	}
 	if err := g.Wait(); err != nil {
 		return err

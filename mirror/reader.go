@@ -39,6 +39,7 @@ func (e *engine) read(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.De
 	budget := transport.BudgetFrom(ctx)
 	if budget == nil {
 		budget = e.opts.Retry.Start()
+		budget.Stop = e.opts.Stop
 	}
 	rr := &resumingReader{ctx: ctx, open: open, rc: rc, off: off, budget: budget}
 	return &progressReader{rc: rr, desc: b, hooks: e.opts.Hooks}, nil

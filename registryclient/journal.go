@@ -104,8 +104,9 @@ func (j *Journal) save(e journalEntry) error {
 	return nil
 }
 
-// remove forgets a finished or abandoned upload.
-func (j *Journal) remove(repo string, d digest.Digest) {
+// Remove forgets the upload of d into repo (host/path): finished, abandoned,
+// or no longer needed.
+func (j *Journal) Remove(repo string, d digest.Digest) {
 	if j == nil {
 		return
 	}

@@ -49,11 +49,11 @@ func TestJournalRoundTrip(t *testing.T) {
 			t.Errorf("%s: mode %v (%v), want %v", path, fi.Mode().Perm(), err, want)
 		}
 	}
-	j.remove(e.Repository, e.Digest)
+	j.Remove(e.Repository, e.Digest)
 	if _, ok := j.load(e.Repository, e.Digest); ok {
 		t.Error("entry still there after remove")
 	}
-	j.remove(e.Repository, e.Digest) // removing twice is harmless
+	j.Remove(e.Repository, e.Digest) // removing twice is harmless
 }
 
 // misfile saves other in the journal at the place of entry e, as if the
@@ -105,7 +105,7 @@ func TestJournalNil(t *testing.T) {
 	if _, ok := j.load(e.Repository, e.Digest); ok {
 		t.Error("a nil journal loaded an entry")
 	}
-	j.remove(e.Repository, e.Digest)
+	j.Remove(e.Repository, e.Digest)
 }
 
 func TestJournalErrors(t *testing.T) {

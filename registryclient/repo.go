@@ -269,7 +269,9 @@ func (r *Repo) cancel(ctx context.Context, loc string) {
 	if loc == "" {
 		return
 	}
-	ctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// Not on the blob's budget either: a tidy-up must not spend it, nor
+	// wait for a transfer slot.
+	ctx, stop := context.WithTimeout(transport.WithBudget(context.WithoutCancel(ctx), nil), 5*time.Second)
 	defer stop()
 	if resp, err := r.request(ctx, http.MethodDelete, loc); err == nil {
 		resp.Body.Close()

@@ -59,8 +59,9 @@ type ChunkUploader interface {
 // Both kinds of target resume large blobs (checked when compiled).
 var _ ChunkUploader = (*Repo)(nil)
 
-// ErrStopped marks work not done because the run was asked to stop.
-var ErrStopped = errors.New("stopped before it finished; run again to continue")
+// ErrStopped marks work not done because the run was asked to stop; it is
+// transport.ErrStopped, which a budget's wait also returns.
+var ErrStopped = transport.ErrStopped
 
 // ErrChunkingUnsupported marks a registry that refuses chunked uploads.
 var ErrChunkingUnsupported = errors.New("the registry does not accept chunked uploads")
@@ -118,17 +119,18 @@ func (u *chunkedUpload) run(ctx context.Context) error {
 	b := transport.BudgetFrom(ctx)
 	if b == nil {
 		b = u.opts.Retry.Start()
+		b.Stop = u.opts.Stop
 		ctx = transport.WithBudget(ctx, b)
 	}
 	for {
 		progress, err := u.attempt(ctx)
 		switch {
 		case err == nil:
-			u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
+			u.opts.Journal.Remove(u.entry.Repository, u.desc.Digest)
 			return nil
 		case errors.Is(err, ErrChunkingUnsupported):
 			u.r.cancel(ctx, u.loc)
-			u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
+			u.opts.Journal.Remove(u.entry.Repository, u.desc.Digest)
 			return err
 		case errors.Is(err, ErrStopped), ctx.Err() != nil:
 			return err // the journal keeps the last acknowledged chunk
@@ -193,7 +195,10 @@ func (u *chunkedUpload) attempt(ctx context.Context) (progress bool, err error) 
 	if progress = progress || u.off > from; err != nil {
 		return progress, err
 	}
-	return true, u.r.complete(ctx, u.loc, u.desc)
+	if err := u.r.complete(ctx, u.loc, u.desc); err != nil {
+		return progress, err // a refused completion is no progress by itself
+	}
+	return true, nil
 }
 
 // errSessionUnusable marks an upload session that cannot go on.
@@ -224,7 +229,7 @@ func unusable(err error) bool {
 func (u *chunkedUpload) lose(ctx context.Context, cause error) {
 	u.lost, u.why = max(u.lost, u.off), cause
 	u.r.cancel(ctx, u.loc)
-	u.opts.Journal.remove(u.entry.Repository, u.desc.Digest)
+	u.opts.Journal.Remove(u.entry.Repository, u.desc.Digest)
 	u.loc, u.off, u.known = "", 0, false
 }
 

@@ -217,3 +217,26 @@ func TestDeadRegistryCostsKnownAttempts(t *testing.T) {
 		t.Errorf("%d requests to a dead registry, want at most %d", total, 4+1)
 	}
 }
+
+// TestUploadChunkedCompleteRefused: a registry that refuses every final
+// PUT (here with 500) fails the blob once the budget is spent; a refused
+// completion is no progress, so the budget is not refilled by it.
+func TestUploadChunkedCompleteRefused(t *testing.T) {
+	u := newUpload(t, simV3)
+	u.opts.Retry = transport.Retry{Stalls: 3, MinWait: time.Millisecond, MaxWait: time.Millisecond}
+	u.sim.onRequest(func(r simRequest) simFault {
+		if r.Method == http.MethodPut && r.Kind == "upload" {
+			return simFault{Status: http.StatusInternalServerError, Code: "UNKNOWN"}
+		}
+		return simFault{}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := u.run(ctx)
+	if !errors.Is(err, transport.ErrGaveUp) {
+		t.Fatalf("got %v, want the budget spent", err)
+	}
+	if n := u.sim.count(http.MethodPut, "upload"); n > 4 {
+		t.Errorf("%d final PUTs, want the budget's 3 (or 4)", n)
+	}
+}

@@ -66,6 +66,9 @@ func (r Retry) MaxRestarts() int { return 4 * r.WithDefaults().Stalls }
 // ErrGaveUp marks a failure after which the budget is spent.
 var ErrGaveUp = errors.New("gave up")
 
+// ErrStopped marks work not done because the run was asked to stop.
+var ErrStopped = errors.New("stopped before it finished; run again to continue")
+
 // Budget tracks the attempts of one transfer under a Retry policy. It is
 // safe for concurrent use.
 type Budget struct {
@@ -76,6 +79,9 @@ type Budget struct {
 	// while waiting (the engine's transfer slot), calls wait, and takes it
 	// back. It returns wait's error, or its own.
 	Idle func(ctx context.Context, wait func() error) error
+	// Stop, once closed, ends every wait with ErrStopped: a run stopping
+	// gracefully starts no new attempt.
+	Stop <-chan struct{}
 
 	sleep func(ctx context.Context, d time.Duration) error
 
@@ -87,6 +93,14 @@ type Budget struct {
 // Start begins a budget under the policy r.
 func (r Retry) Start() *Budget {
 	return &Budget{policy: r.WithDefaults(), started: time.Now(), sleep: Sleep}
+}
+
+// Begin restarts the clock of Retry.For: the transfer itself begins now
+// (after a wait in a queue).
+func (b *Budget) Begin() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.started = time.Now()
 }
 
 // Next records a failed attempt (progress: it moved the transfer forward;
@@ -133,7 +147,29 @@ func (b *Budget) backoff() time.Duration {
 // Wait waits d, through Idle when set; it returns ctx's error if ctx ends
 // first.
 func (b *Budget) Wait(ctx context.Context, d time.Duration) error {
-	wait := func() error { return b.sleep(ctx, d) }
+	wait := func() error {
+		if b.Stop == nil {
+			return b.sleep(ctx, d)
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stopped := make(chan struct{})
+		go func() {
+			select {
+			case <-b.Stop:
+				close(stopped)
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+		err := b.sleep(sctx, d)
+		select {
+		case <-stopped:
+			return ErrStopped
+		default:
+			return err
+		}
+	}
 	if b.Idle != nil && d > 0 {
 		return b.Idle(ctx, wait)
 	}
@@ -154,7 +190,10 @@ func (b *Budget) Failed(ctx context.Context, progress bool, cause error) error {
 	if err != nil {
 		return err
 	}
-	if b.Wait(ctx, wait) != nil {
+	if werr := b.Wait(ctx, wait); werr != nil {
+		if errors.Is(werr, ErrStopped) {
+			return werr
+		}
 		return cause
 	}
 	return nil

@@ -150,3 +150,33 @@ func TestBudgetHonoursRetryAfter(t *testing.T) {
 		t.Fatalf("Retry-After was not waited for: %v", err)
 	}
 }
+
+// TestBudgetStopEndsWait: a graceful stop ends a wait at once with
+// ErrStopped, so a blob backing off starts no new attempt.
+func TestBudgetStopEndsWait(t *testing.T) {
+	b := Retry{MinWait: time.Hour, MaxWait: time.Hour}.Start()
+	stop := make(chan struct{})
+	b.Stop = stop
+	done := make(chan error, 1)
+	go func() { done <- b.Failed(context.Background(), false, errCause) }()
+	close(stop)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStopped) {
+			t.Fatalf("got %v, want ErrStopped", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait ran on after the stop")
+	}
+}
+
+// TestBudgetBegin: the clock of Retry.For starts again at Begin, so time
+// spent queued before the transfer does not count.
+func TestBudgetBegin(t *testing.T) {
+	b := Retry{For: time.Minute, MinWait: time.Microsecond}.Start()
+	b.started = b.started.Add(-time.Hour) // an hour in a queue
+	b.Begin()
+	if err := b.Failed(context.Background(), true, errCause); err != nil {
+		t.Fatalf("a first failure right after Begin spent the budget: %v", err)
+	}
+}
