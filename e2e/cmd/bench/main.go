@@ -18,6 +18,12 @@
 //     install) copy one image per process, JOBS processes at a time (xargs
 //     -P). Every target digest is checked against the source before a
 //     result is printed.
+//   - day2: each tool copies the whole corpus into a target that already
+//     holds every other image (seeded by edgemirror), counting the bytes
+//     uploaded against the bytes the site lacked (see day2.go).
+//   - slowlink: each tool copies the corpus over a 25 MB/s uplink with
+//     30 ms added to every request, timed against the link's floor (see
+//     slowlink.go).
 //   - resume: a mirror of the 512 MiB provider image killed half-way, then
 //     run again.
 //   - audit: `edgemirror audit` of 1000 images.
@@ -71,10 +77,14 @@ const (
 	partResume = "resume"
 	partAudit  = "audit"
 	partReal   = "real"
+	// partDay2 and partSlowlink are the baselines of day2.go and
+	// slowlink.go.
+	partDay2     = "day2"
+	partSlowlink = "slowlink"
 )
 
 // parts lists every part, in the order they run.
-var parts = []string{partPeers, partResume, partAudit, partReal}
+var parts = []string{partPeers, partDay2, partSlowlink, partResume, partAudit, partReal}
 
 // config holds the command-line flags.
 type config struct {
@@ -175,6 +185,20 @@ func bench(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error
 			printers = append(printers, p)
 		}
 	}
+	if cfg.only[partDay2] {
+		p, err := e.day2(ctx)
+		if err != nil {
+			return err
+		}
+		printers = append(printers, p)
+	}
+	if cfg.only[partSlowlink] {
+		p, err := e.slowlink(ctx)
+		if err != nil {
+			return err
+		}
+		printers = append(printers, p)
+	}
 	var ex extras
 	if cfg.only[partResume] {
 		e.logf("resume: mirroring the provider image, killed half-way, then again")
@@ -208,8 +232,9 @@ func bench(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error
 	return nil
 }
 
-// tools builds edgemirror from the working tree and, for the peers part,
-// installs crane and oras into the working directory.
+// tools builds edgemirror from the working tree and, for the parts that
+// run them (peers, day2, slowlink), installs crane and oras into the
+// working directory.
 func (e *env) tools(ctx context.Context) error {
 	started := time.Now()
 	wd, err := os.Getwd()
@@ -223,7 +248,7 @@ func (e *env) tools(ctx context.Context) error {
 	if err := goTool(ctx, wd, nil, "build", "-o", e.edgemirror, "github.com/edgemirror/edgemirror"); err != nil {
 		return fmt.Errorf("%w (run the bench from the e2e module: make bench)", err)
 	}
-	if e.cfg.only[partPeers] {
+	if e.cfg.only[partPeers] || e.cfg.only[partDay2] || e.cfg.only[partSlowlink] {
 		e.logf("installing %s and %s", cranePkg, orasPkg)
 		for _, pkg := range []string{cranePkg, orasPkg} {
 			if err := goTool(ctx, e.work, []string{"GOBIN=" + e.work}, "install", pkg); err != nil {

@@ -65,11 +65,32 @@ func (e *env) peers(ctx context.Context, kind registry.Kind) (func(io.Writer), e
 	if err != nil {
 		return nil, err
 	}
+	m := e.meter
+	tools := e.copiers(c, profile, kind.String())
+	if hasAudit {
+		// Timed after the mirror, on its complete target: an audit only
+		// reads the target.
+		tools[0].after = func(ctx context.Context, dstHost string) (usage, error) {
+			return m.measure(ctx, e.edgemirror, "audit", "-p", profile, "-r", dstHost+"/"+targetPath, "--plain-http", "--progress", "none")
+		}
+	}
+	results, err := e.runAll(ctx, tools, kind, c, want, setup{})
+	if err != nil {
+		return nil, err
+	}
+	return func(w io.Writer) { printReport(w, e.cfg, kind, c, m, results) }, nil
+}
+
+// copiers returns edgemirror, crane and oras as tools copying c:
+// edgemirror mirrors profile (which lists c) in one process with -j JOBS
+// and writes its report as edgemirror-report-NAME.json; crane and oras copy
+// one image per process, JOBS processes at a time.
+func (e *env) copiers(c *corpus, profile, name string) []tool {
 	m, work, jobs := e.meter, e.work, e.cfg.jobs
-	tools := []tool{
+	return []tool{
 		{name: "edgemirror", run: func(ctx context.Context, srcHost, dstHost string) (usage, error) {
 			args := mirrorArgs(profile, srcHost, dstHost, c, "-j", fmt.Sprint(jobs),
-				"--report", filepath.Join(work, "edgemirror-report-"+kind.String()+".json"))
+				"--report", filepath.Join(work, "edgemirror-report-"+name+".json"))
 			return m.measure(ctx, e.edgemirror, args...)
 		}},
 		{name: "crane", run: func(ctx context.Context, srcHost, dstHost string) (usage, error) {
@@ -79,24 +100,6 @@ func (e *env) peers(ctx context.Context, kind registry.Kind) (func(io.Writer), e
 			return perImage(ctx, m, c, jobs, srcHost, dstHost, "oras", filepath.Join(work, "oras"), "cp", "--from-plain-http", "--to-plain-http")
 		}},
 	}
-	if hasAudit {
-		// Timed after the mirror, on its complete target: an audit only
-		// reads the target.
-		tools[0].after = func(ctx context.Context, dstHost string) (usage, error) {
-			return m.measure(ctx, e.edgemirror, "audit", "-p", profile, "-r", dstHost+"/"+targetPath, "--plain-http", "--progress", "none")
-		}
-	}
-	var results []result
-	for _, t := range tools {
-		e.logf("%s to %s: copying %d images, %.1f MiB unique", t.name, kind, len(c.images), float64(c.unique)/mib)
-		r, err := e.runTool(ctx, t, kind, c, want)
-		if err != nil {
-			return nil, err
-		}
-		e.logf("%s: %.1f s, every target digest equals the source's", t.name, r.usage.wall.Seconds())
-		results = append(results, r)
-	}
-	return func(w io.Writer) { printReport(w, e.cfg, kind, c, m, results) }, nil
 }
 
 // sourceDigests returns the manifest digest of every image of set at the
@@ -136,15 +139,38 @@ func checkTarget(ctx context.Context, t imagebuild.Target, host string, set *cor
 	return nil
 }
 
+// setup is how runTool prepares a tool's run; the zero value is a fresh,
+// empty target and proxies that pass everything at full speed.
+type setup struct {
+	// name, when set, prefixes the target registry's directory.
+	name string
+	// prepare, when set, runs before the tool, through the same proxies
+	// (whose counters are then reset), e.g. to seed the target.
+	prepare func(ctx context.Context, srcHost, dstHost string) error
+	// src and dst are the faults and link of the source and target
+	// proxies while the tool runs.
+	src, dst faultproxy.Faults
+}
+
 // runTool runs one tool against a fresh target registry of the given kind,
-// each side behind a counting proxy of its own, and checks every target
-// digest.
-func (e *env) runTool(ctx context.Context, t tool, kind registry.Kind, c *corpus, want map[string]digest.Digest) (result, error) {
-	dst, err := registry.Start(registry.Options{Kind: kind, RootDir: filepath.Join(e.work, "target-"+kind.String()+"-"+t.name)})
+// each side behind a counting proxy of its own, prepared by s, and checks
+// every target digest. The target's storage is removed afterwards unless
+// -keep.
+func (e *env) runTool(ctx context.Context, t tool, kind registry.Kind, c *corpus, want map[string]digest.Digest, s setup) (result, error) {
+	dir := filepath.Join(e.work, "target-"+kind.String()+"-"+t.name)
+	if s.name != "" {
+		dir = filepath.Join(e.work, s.name+"-target-"+kind.String()+"-"+t.name)
+	}
+	dst, err := registry.Start(registry.Options{Kind: kind, RootDir: dir})
 	if err != nil {
 		return result{}, fmt.Errorf("%s target registry: %w", t.name, err)
 	}
-	defer dst.Close()
+	defer func() {
+		dst.Close()
+		if !e.cfg.keep {
+			_ = os.RemoveAll(dir)
+		}
+	}()
 	sp, err := faultproxy.New(e.src.URL(), faultproxy.Options{})
 	if err != nil {
 		return result{}, fmt.Errorf("%s source proxy: %w", t.name, err)
@@ -155,12 +181,22 @@ func (e *env) runTool(ctx context.Context, t tool, kind registry.Kind, c *corpus
 		return result{}, fmt.Errorf("%s target proxy: %w", t.name, err)
 	}
 	defer dp.Close()
+	if s.prepare != nil {
+		if err := s.prepare(ctx, sp.Host(), dp.Host()); err != nil {
+			return result{}, fmt.Errorf("%s: preparing the target: %w", t.name, err)
+		}
+		sp.Reset()
+		dp.Reset()
+	}
+	sp.SetFaults(s.src)
+	dp.SetFaults(s.dst)
 	u, err := t.run(ctx, sp.Host(), dp.Host())
 	if err != nil {
 		return result{}, fmt.Errorf("%s: %w", t.name, err)
 	}
 	r := result{tool: t.name, usage: u, src: sp.Stats(), dst: dp.Stats()}
 	if t.after != nil {
+		dp.SetFaults(faultproxy.Faults{})
 		dp.Reset()
 		a, err := t.after(ctx, dp.Host())
 		if err != nil {
@@ -172,6 +208,25 @@ func (e *env) runTool(ctx context.Context, t tool, kind registry.Kind, c *corpus
 		return result{}, fmt.Errorf("%s: %w", t.name, err)
 	}
 	return r, nil
+}
+
+// runAll runs each tool with runTool, in order, and returns their results.
+func (e *env) runAll(ctx context.Context, tools []tool, kind registry.Kind, c *corpus, want map[string]digest.Digest, s setup) ([]result, error) {
+	label := kind.String()
+	if s.name != "" {
+		label = s.name + " " + label
+	}
+	var results []result
+	for _, t := range tools {
+		e.logf("%s to %s: copying %d images, %.1f MiB unique", t.name, label, len(c.images), float64(c.unique)/mib)
+		r, err := e.runTool(ctx, t, kind, c, want, s)
+		if err != nil {
+			return nil, err
+		}
+		e.logf("%s: %.1f s, every target digest equals the source's", t.name, r.usage.wall.Seconds())
+		results = append(results, r)
+	}
+	return results, nil
 }
 
 // perImage copies every image of c with one process of bin per image,
@@ -211,11 +266,7 @@ func printReport(w io.Writer, cfg config, kind registry.Kind, c *corpus, m meter
 	fmt.Fprintln(w, "| tool | wall s | MiB/s | uploaded / unique | requests (src + dst) | peak RSS MiB | RSS sum MiB |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		name := r.tool + fmt.Sprintf(" (-j %d)", cfg.jobs)
-		if r.tool != "edgemirror" {
-			name = r.tool + fmt.Sprintf(" (xargs -P %d)", cfg.jobs)
-		}
-		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.2fx | %d (%d + %d) | %.1f | %.1f |\n", name,
+		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.2fx | %d (%d + %d) | %.1f | %.1f |\n", r.label(cfg.jobs),
 			r.usage.wall.Seconds(), uniqueMiB/r.usage.wall.Seconds(), float64(r.dst.BytesUploaded)/float64(c.unique),
 			r.src.Requests+r.dst.Requests, r.src.Requests, r.dst.Requests,
 			float64(r.usage.maxRSS)/mib, float64(r.usage.sumRSS)/mib)
@@ -231,12 +282,7 @@ func printReport(w io.Writer, cfg config, kind registry.Kind, c *corpus, m meter
 			float64(r.src.BytesDownloaded)/mib, r.dst.MountsSucceeded)
 	}
 
-	em, peer := results[0], results[1]
-	for _, r := range results[2:] {
-		if r.usage.wall < peer.usage.wall {
-			peer = r
-		}
-	}
+	em, peer := results[0], fastestPeer(results)
 	ratio := em.usage.wall.Seconds() / peer.usage.wall.Seconds()
 	bytesRatio := float64(em.dst.BytesUploaded) / float64(c.unique)
 	fmt.Fprintf(w, "\nedgemirror time / faster peer (%s): %.2fx; crane %.2fx, oras %.2fx of edgemirror's uploaded bytes\n",
@@ -246,6 +292,26 @@ func printReport(w io.Writer, cfg config, kind registry.Kind, c *corpus, m meter
 	fmt.Fprintf(w, "| time <= %.2fx the faster peer | %.2fx | %s |\n", maxTimeRatio, ratio, yes(ratio <= maxTimeRatio))
 	fmt.Fprintf(w, "| uploaded = 1.00x unique bytes | %.2fx (%d of %d bytes) | %s |\n", bytesRatio, em.dst.BytesUploaded, c.unique, yes(em.dst.BytesUploaded == c.unique))
 	fmt.Fprintf(w, "| peak RSS < %d MiB | %.1f MiB | %s |\n", maxRSS/mib, float64(em.usage.maxRSS)/mib, yes(em.usage.maxRSS < maxRSS))
+}
+
+// label names the tool and how it ran in parallel, for a table row.
+func (r result) label(jobs int) string {
+	if r.tool == "edgemirror" {
+		return fmt.Sprintf("%s (-j %d)", r.tool, jobs)
+	}
+	return fmt.Sprintf("%s (xargs -P %d)", r.tool, jobs)
+}
+
+// fastestPeer returns the result other than edgemirror's (the first) with
+// the shortest wall time.
+func fastestPeer(results []result) result {
+	peer := results[1]
+	for _, r := range results[2:] {
+		if r.usage.wall < peer.usage.wall {
+			peer = r
+		}
+	}
+	return peer
 }
 
 // kinds renders the non-zero request counts by kind, sorted by kind.
