@@ -26,10 +26,7 @@ const maxDay2Ratio = 1.01
 // the printer of the table.
 func (e *env) day2(ctx context.Context) (func(io.Writer), error) {
 	c := e.corpus
-	if err := e.seed(ctx, c); err != nil {
-		return nil, err
-	}
-	want, err := e.sourceDigests(ctx, c)
+	want, err := e.seedAndResolve(ctx, c)
 	if err != nil {
 		return nil, err
 	}

@@ -50,15 +50,12 @@ type tool struct {
 // their table.
 func (e *env) peers(ctx context.Context, kind registry.Kind) (func(io.Writer), error) {
 	c := e.corpus
-	if err := e.seed(ctx, c); err != nil {
+	want, err := e.seedAndResolve(ctx, c)
+	if err != nil {
 		return nil, err
 	}
 	profile := filepath.Join(e.work, "profile.json")
 	if err := c.writeProfile(profile); err != nil {
-		return nil, err
-	}
-	want, err := e.sourceDigests(ctx, c)
-	if err != nil {
 		return nil, err
 	}
 	hasAudit, err := lists(ctx, e.edgemirror, "audit")
@@ -100,6 +97,15 @@ func (e *env) copiers(c *corpus, profile, name string) []tool {
 			return perImage(ctx, m, c, jobs, srcHost, dstHost, "oras", filepath.Join(work, "oras"), "cp", "--from-plain-http", "--to-plain-http")
 		}},
 	}
+}
+
+// seedAndResolve seeds set at the source (what is there already stays)
+// and returns the source's manifest digests of its images.
+func (e *env) seedAndResolve(ctx context.Context, set *corpus) (map[string]digest.Digest, error) {
+	if err := e.seed(ctx, set); err != nil {
+		return nil, err
+	}
+	return e.sourceDigests(ctx, set)
 }
 
 // sourceDigests returns the manifest digest of every image of set at the

@@ -191,10 +191,7 @@ type figure struct {
 // is not nil) behind a proxy with the given faults. extra follows the
 // mirror's arguments.
 func (e *env) newFigure(ctx context.Context, name string, kind registry.Kind, tok *registry.TokenAuth, faults faultproxy.Faults, set *corpus, extra ...string) (*figure, error) {
-	if err := e.seed(ctx, set); err != nil {
-		return nil, err
-	}
-	want, err := e.sourceDigests(ctx, set)
+	want, err := e.seedAndResolve(ctx, set)
 	if err != nil {
 		return nil, err
 	}

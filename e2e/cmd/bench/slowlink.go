@@ -30,10 +30,7 @@ const (
 // returns the printer of the table.
 func (e *env) slowlink(ctx context.Context) (func(io.Writer), error) {
 	c := e.corpus
-	if err := e.seed(ctx, c); err != nil {
-		return nil, err
-	}
-	want, err := e.sourceDigests(ctx, c)
+	want, err := e.seedAndResolve(ctx, c)
 	if err != nil {
 		return nil, err
 	}
