@@ -35,7 +35,8 @@ func pushDockerImage(t *testing.T, repo oras.Target, tag string, layers ...strin
 
 // dockerHarness has three Docker images and one OCI image at the source,
 // and a target that refuses Docker manifests; the images after the first
-// wait until it is done, so that its refusal comes first.
+// wait (for their source) until it is done, so that its refusal comes
+// first.
 func dockerHarness(t *testing.T) (*harness, *targets.Plan, []ocispec.Descriptor) {
 	h := newHarness()
 	h.dst.refuseDocker = true
@@ -46,12 +47,12 @@ func dockerHarness(t *testing.T) (*harness, *targets.Plan, []ocispec.Descriptor)
 	pushImage(t, h.src.repo("quay.io/a/oci"), "1", nil, "oci-layer")
 	firstDone := make(chan struct{})
 	var once sync.Once
-	target := h.opts.Target
-	h.opts.Target = func(name string) (oras.Target, error) {
+	source := h.opts.Source
+	h.opts.Source = func(name string) (oras.ReadOnlyTarget, error) {
 		if !strings.HasSuffix(name, "/a/first") {
 			<-firstDone
 		}
-		return target(name)
+		return source(name)
 	}
 	h.opts.Hooks.ImageDone = func(im *targets.Image) {
 		if strings.HasSuffix(im.Name, "/a/first") {

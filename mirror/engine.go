@@ -186,6 +186,7 @@ func Copy(ctx context.Context, plan *targets.Plan, opts Options) Stats {
 		locks: map[digest.Digest]*sync.Mutex{},
 		where: map[digest.Digest][]string{},
 	}
+	e.survey(ctx, plan)
 	var g errgroup.Group
 	// Metadata requests of many images overlap; blob bytes are bounded by slots.
 	g.SetLimit(opts.Jobs * 4)
