@@ -22,8 +22,15 @@ func parseValues(values string) (map[string]any, error) {
 		return map[string]any{}, nil
 	}
 	protected, saved := protect(values)
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(protected), &doc); err != nil {
+		return nil, fmt.Errorf("values: invalid YAML: %s", yamlErr(err))
+	}
+	if err := checkExpansion(&doc); err != nil {
+		return nil, fmt.Errorf("values: %w", err)
+	}
 	var tree any
-	if err := yaml.Unmarshal([]byte(protected), &tree); err != nil {
+	if err := doc.Decode(&tree); err != nil {
 		return nil, fmt.Errorf("values: invalid YAML: %s", yamlErr(err))
 	}
 	if tree == nil {
@@ -42,8 +49,15 @@ func parseDocs(content string) ([]any, error) {
 	dec := yaml.NewDecoder(strings.NewReader(protected))
 	var docs []any
 	for {
+		var node yaml.Node
+		err := dec.Decode(&node)
+		if err == nil {
+			err = checkExpansion(&node)
+		}
 		var doc any
-		err := dec.Decode(&doc)
+		if err == nil {
+			err = node.Decode(&doc)
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return docs, nil
@@ -54,6 +68,42 @@ func parseDocs(content string) ([]any, error) {
 			docs = append(docs, restore(doc, saved))
 		}
 	}
+}
+
+// maxExpandedNodes bounds the size of a YAML document once its aliases are
+// expanded. A few lines of anchors and aliases can stand for millions of
+// nodes, which every later walk of the tree would visit; real values and
+// manifests are far below this.
+const maxExpandedNodes = 100_000
+
+// checkExpansion refuses a document that its aliases blow up beyond
+// maxExpandedNodes.
+func checkExpansion(doc *yaml.Node) error {
+	sizes := map[*yaml.Node]int{}
+	var size func(n *yaml.Node, depth int) int
+	size = func(n *yaml.Node, depth int) int {
+		if n == nil || depth > 1000 {
+			return 1
+		}
+		if s, ok := sizes[n]; ok {
+			return s
+		}
+		s := 1
+		if n.Kind == yaml.AliasNode {
+			s = size(n.Alias, depth+1)
+		}
+		for _, c := range n.Content {
+			if s += size(c, depth+1); s > maxExpandedNodes {
+				break
+			}
+		}
+		sizes[n] = min(s, maxExpandedNodes+1)
+		return sizes[n]
+	}
+	if n := size(doc, 0); n > maxExpandedNodes {
+		return fmt.Errorf("YAML too large once its aliases are expanded (over %d nodes)", maxExpandedNodes)
+	}
+	return nil
 }
 
 // protect swaps each {{ ... }} for a plain token and returns what it swapped.
