@@ -7,8 +7,10 @@ LDFLAGS := -X github.com/edgemirror/edgemirror/cli.Version=$(VERSION)
 FUZZTIME ?= 100000x
 # staticcheck at a fixed version, fetched through the Go module proxy.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# What make release builds, as GOOS/GOARCH.
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 
-.PHONY: help build test unit e2e lint fuzz demo bench clean
+.PHONY: help build test unit e2e lint fuzz demo bench release clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -45,6 +47,21 @@ demo: ## mirror the demo profile between two local registries, with progress and
 
 bench: ## benchmark edgemirror against crane and oras on a ~1 GiB synthetic corpus
 	cd e2e && $(GO) run ./cmd/bench
+
+release: ## static binaries for PLATFORMS in dist/: edgemirror-VERSION-OS-ARCH.tar.gz (.zip for windows) and SHA256SUMS
+	@command -v zip >/dev/null || { echo "make release: zip is missing (for the windows archives): apt-get install zip" >&2; exit 1; }
+	rm -rf dist
+	@set -e; for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; name=edgemirror-$(VERSION)-$$os-$$arch; exe=; \
+	  if [ $$os = windows ]; then exe=.exe; fi; \
+	  echo "release $$name"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o dist/$$name/edgemirror$$exe .; \
+	  cp README.md dist/$$name/; \
+	  if [ $$os = windows ]; then (cd dist && zip -qr $$name.zip $$name); \
+	  else tar -C dist -czf dist/$$name.tar.gz $$name; fi; \
+	  rm -rf dist/$$name; \
+	done
+	cd dist && sha256sum edgemirror-$(VERSION)-* > SHA256SUMS
 
 clean: ## remove build output
 	rm -rf bin

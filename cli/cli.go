@@ -8,14 +8,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"sync"
 
 	"github.com/spf13/pflag"
 )
 
-// Version is the edgemirror version, set at build time with -ldflags.
-var Version = "dev"
+// Version is the edgemirror version, set at build time with -ldflags
+// (make build, make release); a binary built by go install takes its
+// module version instead.
+var Version = moduleVersion("dev")
+
+// moduleVersion is the version go install stamped into the binary, or def.
+func moduleVersion(def string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return def
+}
 
 // Exit codes of the command-line contract, which scripts rely on.
 const (
