@@ -218,8 +218,8 @@ func runAudit(e *env, args []string) (int, error) {
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
-	if bundlePath != "" && len(g.pf.files) > 0 {
-		return 0, usageErr(errors.New("give either --bundle or -p, not both"))
+	if err := g.pf.notWith(bundlePath); err != nil {
+		return 0, err
 	}
 	if err := checkRun(&g, false); err != nil {
 		return 0, err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -45,25 +46,45 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	return nil
 }
 
-// profileFlags select and expand the profiles.
+// profileFlags select and expand the profiles: files, and profiles
+// fetched from the Palette API by their IDs.
 type profileFlags struct {
 	files         []string
 	vars          []string
 	macros        []string
 	includeValues bool
+	palette       paletteFlags
+
+	fs *pflag.FlagSet // the command's flags, read by load
 }
 
 func (f *profileFlags) add(fs *pflag.FlagSet) {
+	f.fs = fs
 	fs.StringArrayVarP(&f.files, "profile", "p", nil, "exported cluster profile, JSON or YAML (repeatable; - reads stdin)")
+	f.palette.add(fs)
 	fs.StringArrayVar(&f.vars, "var", nil, "profile variable NAME=VALUE, overrides its default (repeatable)")
 	fs.StringArrayVar(&f.macros, "macro", nil, "macro value NAME=VALUE for {{ .spectro.macro.NAME }} or a system path such as system.cluster.name (repeatable)")
 	fs.BoolVar(&f.includeValues, "include-values", false, "also mirror image strings in values that are not content-tagged")
 }
 
-// load reads, expands and lists the images of the profiles.
+// notWith refuses profiles given together with a bundle (bundlePath).
+func (f *profileFlags) notWith(bundlePath string) error {
+	if bundlePath != "" && (len(f.files) > 0 || len(f.palette.ids) > 0) {
+		return usageErr(errors.New("give either --bundle or profiles (-p, --cluster-profile-ids), not both"))
+	}
+	return nil
+}
+
+// load reads the profile files, then fetches the profiles of the IDs (as
+// if they were more files, after them), expands them and lists their
+// images. Every flag is checked before the first request.
 func (f *profileFlags) load(e *env) ([]*profile.Profile, *profile.Result, error) {
-	if len(f.files) == 0 {
-		return nil, nil, usageErr(fmt.Errorf("no profile given: use -p FILE (repeatable, - for stdin)"))
+	api, err := f.palette.client(e, f.fs)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(f.files) == 0 && api == nil {
+		return nil, nil, usageErr(fmt.Errorf("no profile given: use -p FILE (repeatable, - for stdin), or --cluster-profile-ids ID[,ID...] with --palette-endpoint"))
 	}
 	vars, err := keyValues("--var", f.vars)
 	if err != nil {
@@ -76,6 +97,13 @@ func (f *profileFlags) load(e *env) ([]*profile.Profile, *profile.Result, error)
 	profiles, err := profile.Read(f.files, e.stdin)
 	if err != nil {
 		return nil, nil, usageErr(err)
+	}
+	if api != nil {
+		fetched, err := f.palette.fetch(e, api)
+		if err != nil {
+			return nil, nil, err
+		}
+		profiles = append(profiles, fetched...)
 	}
 	res, err := profile.Extract(profiles, profile.Options{Vars: vars, Macros: macros, IncludeValues: f.includeValues})
 	if err != nil {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -25,8 +24,8 @@ func runPlan(e *env, args []string) (int, error) {
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
-	if bundlePath != "" && len(pf.files) > 0 {
-		return 0, usageErr(errors.New("give either --bundle or -p, not both"))
+	if err := pf.notWith(bundlePath); err != nil {
+		return 0, err
 	}
 	if err := of.check(); err != nil {
 		return 0, err

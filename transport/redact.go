@@ -14,7 +14,7 @@ const redacted = "REDACTED"
 // tokens, presigned `X-Amz-Signature`, `sig`, `token`, ...) is redacted.
 func safeQueryKey(key string) bool {
 	switch strings.ToLower(key) {
-	case "digest", "mount", "from", "n", "last", "service", "scope":
+	case "digest", "mount", "from", "n", "last", "service", "scope", "format":
 		return true
 	}
 	return false
@@ -24,7 +24,7 @@ func safeQueryKey(key string) bool {
 var (
 	// headerRE matches a credential-bearing header and its value up to the
 	// end of the line or a closing quote.
-	headerRE = regexp.MustCompile(`(?i)\b(proxy-authorization|authorization|set-cookie|cookie|x-registry-auth)(\s*[:=]\s*\[?)[^\r\n"\]]*`)
+	headerRE = regexp.MustCompile(`(?i)\b(proxy-authorization|authorization|set-cookie|cookie|x-registry-auth|apikey)(\s*[:=]\s*\[?)[^\r\n"\]]*`)
 	// bearerRE matches a bearer token (RFC 6750 token68).
 	bearerRE = regexp.MustCompile(`(?i)\bbearer\s+([A-Za-z0-9\-._~+/]+=*)`)
 	// userinfoRE matches the user[:password]@ part of a URL.

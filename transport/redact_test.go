@@ -64,6 +64,11 @@ func TestRedact(t *testing.T) {
 			want: "Authorization: REDACTED\nnext line",
 		},
 		{
+			name: "palette api key header",
+			in:   "ApiKey: c2VjcmV0LWtleQ==\nProjectUid: 6650",
+			want: "ApiKey: REDACTED\nProjectUid: 6650",
+		},
+		{
 			name: "header map print",
 			in:   `map[Authorization:[Bearer abc.def] Cookie:[s=1]]`,
 			keep: []string{"Authorization:", "Cookie:"}, secret: []string{"abc.def", "s=1"},
