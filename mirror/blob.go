@@ -48,13 +48,14 @@ func (e *engine) remember(d digest.Digest, repo string) {
 	e.where[d] = append(e.where[d], repo)
 }
 
-// outcome is how a blob came to be in place.
-type outcome int
+// Outcome is how a blob came to be in place.
+type Outcome int
 
+// The outcomes of a blob.
 const (
-	skipped  outcome = iota // the target repository had it already
-	mounted                 // mounted from another repository of the target
-	uploaded                // sent from the source
+	Skipped  Outcome = iota // the target repository had it already
+	Mounted                 // mounted from another repository of the target
+	Uploaded                // sent from the source
 )
 
 // placeBlob makes blob b of manifest owner exist in the image's target
@@ -67,7 +68,7 @@ const (
 func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.Descriptor) error {
 	src, dst, repo := j.src, j.dst, j.repo
 	if here, _ := e.known(b.Digest, repo); here {
-		e.done(b, skipped)
+		e.done(b, Skipped)
 		return nil
 	}
 	l := e.digestLock(b.Digest)
@@ -75,25 +76,22 @@ func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.De
 	defer l.Unlock()
 	here, other := e.known(b.Digest, repo)
 	if here {
-		e.done(b, skipped)
+		e.done(b, Skipped)
 		return nil
 	}
 	budget := e.opts.Retry.Start()
 	budget.Stop = e.opts.Stop
 	ctx = transport.WithBudget(ctx, budget)
-	if m, ok := dst.(blobMounter); ok && other != "" && sameHost(other, repo) {
-		ok, err := m.MountBlob(ctx, b, repoPath(other))
-		if ok {
-			e.remember(b.Digest, repo)
-			e.opts.Journal.Remove(repo, b.Digest) // an earlier run's upload is not needed
-			e.done(b, mounted)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		// A refused or failed mount is not fatal: look, then upload.
+	if m, ok := dst.(blobMounter); ok && e.mount(ctx, m, b, repo, other) {
+		e.remember(b.Digest, repo)
+		e.opts.Journal.Remove(repo, b.Digest) // an earlier run's upload is not needed
+		e.done(b, Mounted)
+		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// A refused or failed mount is not fatal: look, then upload.
 	ok, err := dst.Exists(ctx, b)
 	if err != nil {
 		return fmt.Errorf("checking blob %s at the target: %w", b.Digest, err)
@@ -101,15 +99,53 @@ func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.De
 	if ok {
 		e.remember(b.Digest, repo)
 		e.opts.Journal.Remove(repo, b.Digest) // an earlier run's upload is not needed
-		e.done(b, skipped)
+		e.done(b, Skipped)
 		return nil
 	}
 	if err := e.upload(ctx, src, dst, repo, owner, b); err != nil {
 		return err
 	}
 	e.remember(b.Digest, repo)
-	e.done(b, uploaded)
+	e.done(b, Uploaded)
 	return nil
+}
+
+// mount tries to mount b into repo and reports whether it did: from other
+// (a target repository known this run to hold it), or one an earlier run
+// left it in (Options.Remembered). A registry that mounts from its whole
+// store whatever "from" says (zot) is asked without one, for every blob:
+// it may hold the blob where no run of ours put it. Whether the host does
+// is learned at its first mount, asked first without "from": zot answers
+// 201, distribution opens an upload session (cancelled) and the mount is
+// asked again with "from".
+func (e *engine) mount(ctx context.Context, m blobMounter, b ocispec.Descriptor, repo, other string) bool {
+	host := hostOf(repo)
+	if other == "" {
+		for _, r := range e.opts.Remembered[b.Digest] {
+			if r != repo && hostOf(r) == host {
+				other = r
+				break
+			}
+		}
+	}
+	known, probed := e.fromless.Load(host)
+	switch {
+	case probed && known.(bool):
+		ok, _ := m.MountBlob(ctx, b, "")
+		return ok
+	case other == "" || !sameHost(other, repo):
+		return false
+	case !probed:
+		ok, _ := m.MountBlob(ctx, b, "")
+		if ctx.Err() == nil {
+			e.fromless.Store(host, ok)
+		}
+		if ok {
+			return true
+		}
+	}
+	ok, _ := m.MountBlob(ctx, b, repoPath(other))
+	return ok
 }
 
 // slot is the transfer slot of one blob upload. The upload gives it up
@@ -279,12 +315,15 @@ func expiredDuringPush(err error) bool {
 }
 
 // done counts a placed blob.
-func (e *engine) done(b ocispec.Descriptor, how outcome) {
+func (e *engine) done(b ocispec.Descriptor, how Outcome) {
+	if h := e.opts.Hooks.BlobPlaced; h != nil {
+		h(b, how)
+	}
 	switch how {
-	case uploaded:
+	case Uploaded:
 		e.counts.uploaded.Add(1)
 		e.bytes.uploaded.Add(b.Size)
-	case mounted:
+	case Mounted:
 		e.counts.mounted.Add(1)
 		e.bytes.mounted.Add(b.Size)
 	default:

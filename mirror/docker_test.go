@@ -34,9 +34,9 @@ func pushDockerImage(t *testing.T, repo oras.Target, tag string, layers ...strin
 }
 
 // dockerHarness has three Docker images and one OCI image at the source,
-// and a target that refuses Docker manifests; the images after the first
-// wait (for their source) until it is done, so that its refusal comes
-// first.
+// and a target that refuses Docker manifests; the blobs of the images
+// after the first wait (before their target is asked for them) until it is
+// done, so that its refusal comes first.
 func dockerHarness(t *testing.T) (*harness, *targets.Plan, []ocispec.Descriptor) {
 	h := newHarness()
 	h.dst.refuseDocker = true
@@ -47,12 +47,13 @@ func dockerHarness(t *testing.T) (*harness, *targets.Plan, []ocispec.Descriptor)
 	pushImage(t, h.src.repo("quay.io/a/oci"), "1", nil, "oci-layer")
 	firstDone := make(chan struct{})
 	var once sync.Once
-	source := h.opts.Source
-	h.opts.Source = func(name string) (oras.ReadOnlyTarget, error) {
-		if !strings.HasSuffix(name, "/a/first") {
-			<-firstDone
+	target := h.opts.Target
+	h.opts.Target = func(name string) (oras.Target, error) {
+		t, err := target(name)
+		if err != nil || strings.HasSuffix(name, "/a/first") {
+			return t, err
 		}
-		return source(name)
+		return waitingTarget{Target: t, wait: firstDone}, nil
 	}
 	h.opts.Hooks.ImageDone = func(im *targets.Image) {
 		if strings.HasSuffix(im.Name, "/a/first") {
@@ -61,6 +62,17 @@ func dockerHarness(t *testing.T) (*harness, *targets.Plan, []ocispec.Descriptor)
 	}
 	p := h.plan("quay.io/a/first:1", "quay.io/a/second:1", "quay.io/a/oci:1", "quay.io/a/third:1")
 	return h, p, append(second, third...)
+}
+
+// waitingTarget asks whether it holds a blob only once wait is closed.
+type waitingTarget struct {
+	oras.Target
+	wait <-chan struct{}
+}
+
+func (w waitingTarget) Exists(ctx context.Context, d ocispec.Descriptor) (bool, error) {
+	<-w.wait
+	return w.Target.Exists(ctx, d)
 }
 
 // TestCopyDockerRefusal: the first Docker image fails at its manifest, the

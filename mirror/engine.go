@@ -13,7 +13,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2"
-	"oras.land/oras-go/v2/errdef"
 
 	"github.com/edgemirror/edgemirror/registryclient"
 	"github.com/edgemirror/edgemirror/targets"
@@ -70,6 +69,10 @@ type Options struct {
 	// than failing them. Digest-pinned images cannot be converted: the node
 	// pulls them by their digest.
 	ConvertDocker bool
+	// Remembered are the target repositories that held each blob in
+	// earlier runs (see package held): mount sources to try, which may be
+	// stale, never taken as proof that a blob is in place.
+	Remembered map[digest.Digest][]string
 	// Stop, once closed, asks for a graceful stop: no image, blob or chunk
 	// starts any more, the transfers in flight finish their current chunk
 	// (journaled, so the next run resumes there), and Copy returns. The
@@ -114,13 +117,20 @@ type blobMounter interface {
 type Hooks struct {
 	// ImageDone is called when an image has its final status.
 	ImageDone func(im *targets.Image)
-	// BlobStart is called when a blob's bytes start to cross the wire.
-	BlobStart func(desc ocispec.Descriptor)
+	// Planned is called once, when every image is resolved and before the
+	// first blob byte is sent, with what the run will place.
+	Planned func(t Totals)
+	// BlobStart is called when a blob's bytes start to cross the wire from
+	// offset off (> 0 when a transfer resumes where a registry holds bytes).
+	BlobStart func(desc ocispec.Descriptor, off int64)
 	// Progress reports bytes sent for a blob.
 	Progress func(desc ocispec.Descriptor, n int64)
 	// BlobEnd is called when a blob's byte stream closes, whether or not
 	// the transfer succeeded.
 	BlobEnd func(desc ocispec.Descriptor)
+	// BlobPlaced is called when a blob is in its target repository, and how
+	// it got there.
+	BlobPlaced func(desc ocispec.Descriptor, how Outcome)
 	// BlobRestarted is called when the target lost an upload session that
 	// held bytes of a blob, which starts over from byte 0; held is what the
 	// lost session held.
@@ -144,6 +154,9 @@ type Stats struct {
 	// (zot without Docker compatibility); DockerRefusal is the reason.
 	DockerRefused int
 	DockerRefusal string
+	// Held are the target repositories this run found or put each blob in,
+	// for the next run's Options.Remembered.
+	Held map[digest.Digest][]string
 }
 
 // engine is one copy run.
@@ -154,6 +167,7 @@ type engine struct {
 	mu           sync.Mutex
 	locks        map[digest.Digest]*sync.Mutex // serializes placements of one digest
 	where        map[digest.Digest][]string    // target repositories known to hold a blob
+	fromless     sync.Map                      // target host → whether it mounts without "from" (zot)
 	counts       struct{ uploaded, mounted, skipped, restarted, docker atomic.Int64 }
 	dockerReason atomic.Value // string: the first Docker refusal
 	bytes        struct{ uploaded, mounted, resent atomic.Int64 }
@@ -186,20 +200,20 @@ func Copy(ctx context.Context, plan *targets.Plan, opts Options) Stats {
 		locks: map[digest.Digest]*sync.Mutex{},
 		where: map[digest.Digest][]string{},
 	}
-	e.survey(ctx, plan)
+	all := e.resolveAll(ctx, plan)
+	if h := e.opts.Hooks.Planned; h != nil {
+		h(totals(all))
+	}
 	var g errgroup.Group
 	// Metadata requests of many images overlap; blob bytes are bounded by slots.
 	g.SetLimit(opts.Jobs * 4)
 	// The provider image is first in the plan; charts come after images.
-	for _, im := range plan.All() {
-		if im.Status != targets.Planned {
-			continue
-		}
+	for _, c := range all {
 		g.Go(func() error {
-			e.copyImage(ctx, im)
-			im.Reason = targets.Notes(im.Note, im.Reason)
+			e.copyImage(ctx, c)
+			c.im.Reason = targets.Notes(c.im.Note, c.im.Reason)
 			if h := e.opts.Hooks.ImageDone; h != nil {
-				h(im)
+				h(c.im)
 			}
 			return nil
 		})
@@ -214,12 +228,16 @@ func Copy(ctx context.Context, plan *targets.Plan, opts Options) Stats {
 	if r, ok := e.dockerReason.Load().(string); ok {
 		st.DockerRefusal = r
 	}
+	st.Held = e.where // every goroutine is done with it
 	return st
 }
 
-// copyImage places one image and records the outcome on it.
-func (e *engine) copyImage(ctx context.Context, im *targets.Image) {
-	err := e.place(ctx, im)
+// copyImage places one resolved image and records the outcome on it.
+func (e *engine) copyImage(ctx context.Context, c *rootCopy) {
+	im, err := c.im, c.err
+	if err == nil && !c.done {
+		err = e.place(ctx, c)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, errSourceMissing):
@@ -236,69 +254,39 @@ func (e *engine) copyImage(ctx context.Context, im *targets.Image) {
 // errSourceMissing marks an image that is not at the source.
 var errSourceMissing = errors.New("not found at the source")
 
-func (e *engine) place(ctx context.Context, im *targets.Image) error {
+// stopped says why nothing new starts: the run was aborted or stopped.
+func (e *engine) stopped(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return err // interrupted: start nothing new
+		return err
 	}
 	select {
 	case <-e.opts.Stop:
 		return registryclient.ErrStopped
 	default:
+		return nil
 	}
-	src, err := e.opts.source(im)
-	if err != nil {
-		return fmt.Errorf("source %s: %w", im.Name, err)
-	}
-	dst, err := e.opts.Target(im.TargetName)
-	if err != nil {
-		return fmt.Errorf("target %s: %w", im.TargetName, err)
-	}
-	if ok, err := chartPresent(ctx, im, src, dst); ok || err != nil {
+}
+
+// place copies the image of c to its target.
+func (e *engine) place(ctx context.Context, c *rootCopy) error {
+	if err := e.stopped(ctx); err != nil {
 		return err
 	}
-	srcRef := im.Tag
-	if im.PinnedDigest != "" {
-		srcRef = im.PinnedDigest
-	}
-	root, err := src.Resolve(ctx, srcRef)
-	if err != nil {
-		if errors.Is(err, errdef.ErrNotFound) {
-			return fmt.Errorf("%w: %s", errSourceMissing, im.SourceRef())
-		}
-		return fmt.Errorf("resolving %s at the source: %w", im.SourceRef(), err)
-	}
-	if im.PinnedDigest != "" && root.Digest.String() != im.PinnedDigest {
-		return fmt.Errorf("source %s resolved to %s, not the pinned digest", im.SourceRef(), root.Digest)
-	}
-	tgtRef := im.Tag
-	if tgtRef == "" {
-		tgtRef = im.PinnedDigest
-	}
-	filtering := len(e.opts.Platforms) > 0 && isIndex(root.MediaType) && im.PinnedDigest == ""
-	existing, err := dst.Resolve(ctx, tgtRef)
-	switch {
-	case err == nil && existing.Digest == root.Digest && !filtering:
-		im.Status, im.Digest, im.Bytes, im.Reason = targets.Present, root.Digest.String(), 0, ""
+	im := c.im
+	if c.present {
+		im.Status, im.Digest, im.Bytes, im.Reason = targets.Present, c.root.Digest.String(), 0, ""
 		// Referrers may have been added at the source since the image was
 		// copied: bring them over.
-		j := &imageJob{src: src, dst: dst, repo: im.TargetName}
-		if err := e.copyReferrers(ctx, j, root); err != nil {
+		j := e.newJob(c)
+		if err := e.copyReferrers(ctx, j, c.root); err != nil {
 			return err
 		}
 		if j.referrers > 0 {
 			im.Reason = fmt.Sprintf("%d referrer(s) checked or copied", j.referrers)
 		}
 		return nil
-	case err != nil && !errors.Is(err, errdef.ErrNotFound):
-		return fmt.Errorf("checking %s at the target: %w", im.Target, err)
 	}
-
-	raw, err := registryclient.FetchManifest(ctx, src, root)
-	if err != nil {
-		return err
-	}
-	c := &rootCopy{im: im, src: src, dst: dst, root: root, raw: raw, existing: existing, tgtRef: tgtRef, filtering: filtering}
-	if refusal := e.dockerRefused(im.TargetName, root); refusal != nil {
+	if refusal := e.dockerRefused(im.TargetName, c.root); refusal != nil {
 		if err := e.convert(ctx, c, refusal); err != nil {
 			return err
 		}
@@ -309,7 +297,7 @@ func (e *engine) place(ctx context.Context, im *targets.Image) error {
 		cctx, stop = e.stopOnDockerRefusal(ctx, im.TargetName)
 		defer stop()
 	}
-	err = e.copyRoot(cctx, c)
+	err := e.copyRoot(cctx, c)
 	if cause := context.Cause(cctx); err != nil && ctx.Err() == nil && cctx.Err() != nil {
 		err = cause // another image's manifest was refused: this one's too
 	}
@@ -322,19 +310,6 @@ func (e *engine) place(ctx context.Context, im *targets.Image) error {
 		err = e.copyRoot(ctx, c)
 	}
 	return err
-}
-
-// rootCopy is what place found out about an image before copying it.
-type rootCopy struct {
-	im        *targets.Image
-	src       oras.ReadOnlyTarget
-	dst       oras.Target
-	root      ocispec.Descriptor // the source's manifest or index
-	raw       []byte             // its bytes
-	existing  ocispec.Descriptor // what the target tag points at, if anything
-	tgtRef    string
-	filtering bool // --platform filters the index
-	notes     []string
 }
 
 // copyRoot copies the image below c.root to the target and records the
@@ -364,7 +339,7 @@ func (e *engine) copyRoot(ctx context.Context, c *rootCopy) error {
 	if c.existing.Digest != "" {
 		notes = append(notes, fmt.Sprintf("replaced %s, which pointed at %s", c.tgtRef, c.existing.Digest))
 	}
-	j := &imageJob{src: c.src, dst: c.dst, repo: im.TargetName}
+	j := e.newJob(c)
 	if err := e.copyNode(ctx, j, root, raw, c.tgtRef); err != nil {
 		return err
 	}

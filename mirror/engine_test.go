@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,9 @@ type memRegistry struct {
 	pushes atomic.Int64 // blob pushes
 	mounts atomic.Int64
 	refuse bool // answer mounts as a registry that does not support them
+	// dedupe mounts from every repository of the host whatever "from"
+	// says, as zot does from its dedupe store.
+	dedupe bool
 	// refuseDocker answers Docker manifests as zot does without docker2s2.
 	refuseDocker bool
 	// expire answers this many blob pushes 401, as a registry does when
@@ -90,7 +94,10 @@ func (r *memRepo) MountBlob(ctx context.Context, d ocispec.Descriptor, from stri
 		return false, nil
 	}
 	src := r.reg.repo(r.host + "/" + from)
-	if ok, _ := src.Exists(ctx, d); !ok {
+	if r.reg.dedupe {
+		src = r.reg.holder(r.host, d)
+	}
+	if ok, _ := src.Exists(ctx, d); src == nil || !ok {
 		return false, nil
 	}
 	rc, err := src.Store.Fetch(ctx, d)
@@ -100,6 +107,18 @@ func (r *memRepo) MountBlob(ctx context.Context, d ocispec.Descriptor, from stri
 	defer rc.Close()
 	r.reg.mounts.Add(1)
 	return true, r.Store.Push(ctx, d, rc)
+}
+
+// holder returns a repository of host that holds d, or nil.
+func (m *memRegistry) holder(host string, d ocispec.Descriptor) *memRepo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.repos {
+		if ok, _ := r.Exists(context.Background(), d); ok && r.host == host {
+			return r
+		}
+	}
+	return nil
 }
 
 func isManifestType(mt string) bool {
@@ -214,6 +233,78 @@ func TestCopyDedupMountAndPresent(t *testing.T) {
 	}
 	if n := h.src.fetches.Load() - before; n != 0 {
 		t.Errorf("second run fetched %d things from the source", n)
+	}
+}
+
+// TestCopyMountsWhatEarlierRunsPlaced: an upgrade's image shares a base
+// layer with an image of the previous profile version, which the new plan
+// no longer names: the blob is mounted from where the earlier run put it.
+// A memory gone stale (the repository no longer holds the blob) costs only
+// the mount: the blob is uploaded.
+func TestCopyMountsWhatEarlierRunsPlaced(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name             string
+		remember, stale  bool
+		uploaded, mounts int64
+	}{
+		{"remembered", true, false, 2, 1},
+		{"forgotten", false, false, 3, 0},
+		{"stale", true, true, 3, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness()
+			pushImage(t, h.src.repo("quay.io/a/app-v1"), "1", nil, "base", "v1")
+			pushImage(t, h.src.repo("quay.io/a/app-v2"), "2", nil, "base", "v2")
+			day1 := Copy(ctx, h.plan("quay.io/a/app-v1:1"), h.opts)
+			if c.stale {
+				h.dst.mu.Lock()
+				delete(h.dst.repos, "reg.local/edge/quay.io/a/app-v1")
+				h.dst.mu.Unlock()
+			}
+			if c.remember {
+				h.opts.Remembered = day1.Held
+			}
+			pushes, mounts := h.dst.pushes.Load(), h.dst.mounts.Load()
+			p := h.plan("quay.io/a/app-v2:2")
+			st := Copy(ctx, p, h.opts)
+			if got := statuses(p); got != "copied" {
+				t.Fatalf("status %s (%s)", got, p.Images[0].Reason)
+			}
+			if n, m := h.dst.pushes.Load()-pushes, h.dst.mounts.Load()-mounts; n != c.uploaded || m != c.mounts {
+				t.Errorf("uploaded %d blobs and mounted %d, want %d and %d", n, m, c.uploaded, c.mounts)
+			}
+			base := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, []byte("base"))
+			if got := st.Held[base.Digest]; !slices.Contains(got, "reg.local/edge/quay.io/a/app-v2") {
+				t.Errorf("held %v: the run does not say where it put the base layer", got)
+			}
+		})
+	}
+}
+
+// TestMountWithoutFrom: at a registry that mounts from its whole store
+// (zot), once a mount asked without "from" succeeded, a blob no run of
+// ours placed is mounted from wherever the registry holds it; at one that
+// needs "from" (distribution), the first ask fails, the mount is asked
+// again with "from", and a blob without a known source is not asked for.
+func TestMountWithoutFrom(t *testing.T) {
+	ctx := context.Background()
+	for _, dedupe := range []bool{true, false} {
+		h := newHarness()
+		h.dst.dedupe = dedupe
+		known := pushBlob(t, h.dst.repo("reg.local/edge/a"), ocispec.MediaTypeImageLayerGzip, []byte("known"))
+		other := pushBlob(t, h.dst.repo("reg.local/edge/elsewhere"), ocispec.MediaTypeImageLayerGzip, []byte("put there by another tool"))
+		e := &engine{opts: Options{Remembered: map[digest.Digest][]string{known.Digest: {"reg.local/edge/a"}}}}
+		dst := h.dst.repo("reg.local/edge/b")
+		if !e.mount(ctx, dst, known, "reg.local/edge/b", "") {
+			t.Errorf("dedupe %v: the remembered blob was not mounted", dedupe)
+		}
+		if got := e.mount(ctx, dst, other, "reg.local/edge/b", ""); got != dedupe {
+			t.Errorf("dedupe %v: a blob of unknown place mounted %v", dedupe, got)
+		}
+		if n := h.dst.mounts.Load(); n != map[bool]int64{true: 2, false: 1}[dedupe] {
+			t.Errorf("dedupe %v: %d mounts", dedupe, n)
+		}
 	}
 }
 
@@ -382,16 +473,16 @@ func (r *stallingRepo) Fetch(ctx context.Context, d ocispec.Descriptor) (io.Read
 }
 
 // TestCopyIndexChildFailureStopsSiblings: when one manifest of an index
-// cannot be copied, the transfers of its siblings stop instead of running
-// to the end for an image that has failed already.
+// cannot be copied (a blob of it fails), the transfers of its siblings
+// stop instead of running to the end for an image that has failed already.
 func TestCopyIndexChildFailureStopsSiblings(t *testing.T) {
 	h := newHarness()
 	src := h.src.repo("quay.io/a/multi")
 	good := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, "slow-layer")
-	broken := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, []byte(`{"not":"stored"}`))
-	broken.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64"}
-	pushIndex(t, src, "1", good, broken)
+	bad := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "arm64"}, "unreadable-layer")
+	pushIndex(t, src, "1", good, bad)
 	stall := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, []byte("slow-layer"))
+	broken := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, []byte("unreadable-layer"))
 	stalling := &stallingRepo{memRepo: src, stall: stall.Digest, broken: broken.Digest, started: make(chan struct{}), cancelled: make(chan bool, 1)}
 	h.opts.Source = func(name string) (oras.ReadOnlyTarget, error) { return stalling, nil }
 	p := h.plan("quay.io/a/multi:1")
@@ -401,6 +492,29 @@ func TestCopyIndexChildFailureStopsSiblings(t *testing.T) {
 	}
 	if !<-stalling.cancelled {
 		t.Error("the sibling's transfer ran on after the index had failed")
+	}
+}
+
+// TestCopyMissingChildFailsBeforeAnyByte: a manifest of an index missing at
+// the source fails the image while it is resolved, before any of its blobs
+// is sent, and the run's totals leave it out.
+func TestCopyMissingChildFailsBeforeAnyByte(t *testing.T) {
+	h := newHarness()
+	src := h.src.repo("quay.io/a/multi")
+	good := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, "good-layer")
+	missing := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, []byte(`{"not":"stored"}`))
+	missing.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64"}
+	pushIndex(t, src, "1", good, missing)
+	pushImage(t, h.src.repo("quay.io/a/other"), "1", nil, "other-layer")
+	var planned Totals
+	h.opts.Hooks.Planned = func(t Totals) { planned = t }
+	p := h.plan("quay.io/a/multi:1", "quay.io/a/other:1")
+	st := Copy(context.Background(), p, h.opts)
+	if got := statuses(p); got != "failed,copied" || !strings.Contains(p.Images[0].Reason, missing.Digest.String()) {
+		t.Fatalf("statuses %s (%s)", got, p.Images[0].Reason)
+	}
+	if st.BlobsUploaded != 2 || planned.Images != 1 || len(planned.Blobs) != 2 {
+		t.Errorf("uploaded %d blobs, planned %+v; want only the other image's config and layer", st.BlobsUploaded, planned)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/edgemirror/edgemirror/registryclient"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2"
@@ -22,12 +23,27 @@ type imageJob struct {
 	src  oras.ReadOnlyTarget
 	dst  oras.Target
 	repo string // the target repository, for mounts
+	// manifests were read by the resolve phase (read-only here).
+	manifests map[digest.Digest][]byte
 
 	mu        sync.Mutex
 	total     int64    // bytes of every manifest and blob of the image
 	platforms []string // of the index's manifests
 	foreign   int      // non-distributable layers left out
 	referrers int      // referrer manifests copied
+}
+
+// newJob starts the copy of the image of c.
+func (e *engine) newJob(c *rootCopy) *imageJob {
+	return &imageJob{src: c.src, dst: c.dst, repo: c.im.TargetName, manifests: c.manifests}
+}
+
+// manifest returns the bytes of the source manifest desc.
+func (j *imageJob) manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
+	if raw, ok := j.manifests[desc.Digest]; ok {
+		return raw, nil
+	}
+	return registryclient.FetchManifest(ctx, j.src, desc)
 }
 
 func (j *imageJob) add(f func(j *imageJob)) {
@@ -44,7 +60,7 @@ func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descrip
 	var children, blobs []ocispec.Descriptor
 	switch desc.MediaType {
 	case dockerSchema1, dockerSchema1Signed:
-		return fmt.Errorf("%s is a Docker schema 1 manifest, which OCI registries refuse; re-push the image with a current client", desc.Digest)
+		return schema1Error(desc)
 	case ocispec.MediaTypeImageIndex, dockerList:
 		var idx ocispec.Index
 		if err := json.Unmarshal(raw, &idx); err != nil {
@@ -64,7 +80,7 @@ func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descrip
 	g, gctx := errgroup.WithContext(ctx)
 	for _, child := range children {
 		g.Go(func() error {
-			craw, err := registryclient.FetchManifest(gctx, j.src, child)
+			craw, err := j.manifest(gctx, child)
 			if err != nil {
 				return err
 			}
@@ -92,6 +108,11 @@ func (e *engine) copyNode(ctx context.Context, j *imageJob, desc ocispec.Descrip
 		return e.noteDockerRefusal(j.repo, desc, err)
 	}
 	return e.copyReferrers(ctx, j, desc)
+}
+
+// schema1Error fails a Docker schema 1 manifest.
+func schema1Error(desc ocispec.Descriptor) error {
+	return fmt.Errorf("%s is a Docker schema 1 manifest, which OCI registries refuse; re-push the image with a current client", desc.Digest)
 }
 
 // referrerKeeper is a target that must record a referrer to find it again

@@ -34,7 +34,7 @@ func (e *engine) read(ctx context.Context, src oras.ReadOnlyTarget, b ocispec.De
 		return nil, err
 	}
 	if h := e.opts.Hooks.BlobStart; h != nil {
-		h(b)
+		h(b, off)
 	}
 	budget := transport.BudgetFrom(ctx)
 	if budget == nil {
