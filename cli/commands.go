@@ -111,6 +111,7 @@ func (r *job) options(e *env) mirror.Options {
 		ChunkThreshold:   rf.parsed.threshold,
 		ChunkSize:        rf.parsed.chunk,
 		Journal:          rf.parsed.journal,
+		Remembered:       rf.parsed.held.Load(),
 		IncludeReferrers: rf.referrers,
 		Retry:            transport.Retry{Stalls: rf.retries, For: rf.retryFor},
 		ConvertDocker:    rf.convert,
@@ -200,6 +201,10 @@ func copyTo(e *env, name string, g *groups, bundlePath string) (int, error) {
 		return 0, err
 	}
 	stats := mirror.Copy(e.ctx, r.plan, r.options(e))
+	if err := g.rf.parsed.held.Add(stats.Held); err != nil {
+		// Only later runs' mounts depend on it.
+		r.plan.Warnings = append(r.plan.Warnings, err.Error())
+	}
 	return r.finish(e, rules.Registry, &stats)
 }
 

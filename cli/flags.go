@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/edgemirror/edgemirror/auth"
+	"github.com/edgemirror/edgemirror/held"
 	"github.com/edgemirror/edgemirror/mirror"
 	"github.com/edgemirror/edgemirror/profile"
 	"github.com/edgemirror/edgemirror/registryclient"
@@ -248,6 +249,7 @@ type runFlags struct {
 		threshold int64
 		chunk     int64
 		journal   *registryclient.Journal
+		held      *held.Store
 	}
 }
 
@@ -256,7 +258,7 @@ func (f *runFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.platforms, "platform", nil, "copy only these platforms of multi-arch images, os/arch[/variant][,...]; tags get a filtered index with a new digest, digest-pinned images keep every platform")
 	fs.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (a bar on a terminal, plain lines otherwise), bar, plain or none")
 	fs.BoolVar(&f.debug, "debug", false, "trace every HTTP request on stderr (URLs redacted, no headers)")
-	fs.StringVar(&f.stateDir, "state-dir", registryclient.DefaultStateDir(), "where chunked uploads are journaled, so an interrupted run resumes them")
+	fs.StringVar(&f.stateDir, "state-dir", registryclient.DefaultStateDir(), "where chunked uploads are journaled, so an interrupted run resumes them, and where the blobs placed at each registry are remembered, so a later run mounts them")
 	fs.StringVar(&f.threshold, "chunk-threshold", "16MiB", "blobs larger than this are uploaded in resumable chunks")
 	fs.StringVar(&f.chunk, "chunk-size", "16MiB", "size of each chunk of a resumable upload")
 	fs.BoolVar(&f.referrers, "include-referrers", false, "also copy each image's referrers (signatures, SBOMs, attestations)")
@@ -295,6 +297,9 @@ func (f *runFlags) check(writes bool) error {
 		return usageErr(fmt.Errorf("--chunk-size %s: at least 1KiB", f.chunk))
 	}
 	if f.parsed.journal, err = registryclient.OpenJournal(f.stateDir); err != nil {
+		return usageErr(err)
+	}
+	if f.parsed.held, err = held.Open(f.stateDir); err != nil {
 		return usageErr(err)
 	}
 	return nil

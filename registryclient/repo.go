@@ -159,12 +159,18 @@ func (r *Repo) CheckPush(ctx context.Context) error {
 }
 
 // MountBlob asks the registry to mount desc from the repository from (a
-// path without the host) and reports whether it did. A registry that does
-// not mount answers with an upload session instead; MountBlob cancels it,
-// where oras-go's Mount would leave it open.
+// path without the host) and reports whether it did. An empty from asks a
+// registry that mounts from its whole store (zot ignores "from") without
+// naming one. A registry that does not mount answers with an upload
+// session instead; MountBlob cancels it, where oras-go's Mount would leave
+// it open.
 func (r *Repo) MountBlob(ctx context.Context, desc ocispec.Descriptor, from string) (bool, error) {
-	ctx = auth.AppendRepositoryScope(r.pushScope(ctx), registry.Reference{Registry: r.Reference.Registry, Repository: from}, auth.ActionPull)
-	q := url.Values{"mount": {desc.Digest.String()}, "from": {from}}
+	ctx = r.pushScope(ctx)
+	q := url.Values{"mount": {desc.Digest.String()}}
+	if from != "" {
+		ctx = auth.AppendRepositoryScope(ctx, registry.Reference{Registry: r.Reference.Registry, Repository: from}, auth.ActionPull)
+		q.Set("from", from)
+	}
 	resp, err := r.request(ctx, http.MethodPost, r.url("blobs/uploads/")+"?"+q.Encode())
 	if err != nil {
 		return false, err

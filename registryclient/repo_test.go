@@ -143,6 +143,9 @@ func TestMountBlob(t *testing.T) {
 		{simV3, "edge/other", false},
 		{simV28, "edge/src", true},
 		{simZot, "edge/other", true}, // zot ignores from
+		{simV3, "", false},           // no from: an upload session, cancelled
+		{simV28, "", false},
+		{simZot, "", true}, // zot mounts from its store
 	}
 	for _, c := range cases {
 		t.Run(string(c.mode)+" from "+c.from, func(t *testing.T) {

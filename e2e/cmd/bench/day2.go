@@ -41,7 +41,7 @@ func (e *env) day2(ctx context.Context) (func(io.Writer), error) {
 		return nil, err
 	}
 	s := setup{name: partDay2, prepare: func(ctx context.Context, srcHost, dstHost string) error {
-		_, err := e.meter.measure(ctx, e.edgemirror, mirrorArgs(haveProfile, srcHost, dstHost, have, "-j", fmt.Sprint(e.cfg.jobs))...)
+		_, err := e.meter.measure(ctx, e.edgemirror, mirrorArgs(haveProfile, srcHost, dstHost, have, "-j", fmt.Sprint(e.cfg.jobs), "--state-dir", e.stateDir(partDay2))...)
 		return err
 	}}
 	e.logf("day2: the target holds %d of %d images, lacks %.1f MiB of %.1f MiB unique", len(have.images), len(c.images), float64(missing)/mib, float64(c.unique)/mib)

@@ -22,8 +22,8 @@
 //     holds every other image (seeded by edgemirror), counting the bytes
 //     uploaded against the bytes the site lacked (see day2.go).
 //   - slowlink: each tool copies the corpus over a 25 MB/s uplink with
-//     30 ms added to every request, timed against the link's floor (see
-//     slowlink.go).
+//     30 ms added to every request, into distribution v3 and 2.8 targets,
+//     timed against the link's floor (see slowlink.go).
 //   - resume: a mirror of the 512 MiB provider image killed half-way, then
 //     run again.
 //   - audit: `edgemirror audit` of 1000 images.
@@ -193,11 +193,13 @@ func bench(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error
 		printers = append(printers, p)
 	}
 	if cfg.only[partSlowlink] {
-		p, err := e.slowlink(ctx)
-		if err != nil {
-			return err
+		for _, kind := range registry.Kinds {
+			p, err := e.slowlink(ctx, kind)
+			if err != nil {
+				return err
+			}
+			printers = append(printers, p)
 		}
-		printers = append(printers, p)
 	}
 	var ex extras
 	if cfg.only[partResume] {

@@ -79,14 +79,15 @@ func (e *env) peers(ctx context.Context, kind registry.Kind) (func(io.Writer), e
 }
 
 // copiers returns edgemirror, crane and oras as tools copying c:
-// edgemirror mirrors profile (which lists c) in one process with -j JOBS
-// and writes its report as edgemirror-report-NAME.json; crane and oras copy
-// one image per process, JOBS processes at a time.
+// edgemirror mirrors profile (which lists c) in one process with -j JOBS,
+// with the state directory state-NAME (see stateDir), and writes its report
+// as edgemirror-report-NAME.json; crane and oras copy one image per
+// process, JOBS processes at a time.
 func (e *env) copiers(c *corpus, profile, name string) []tool {
 	m, work, jobs := e.meter, e.work, e.cfg.jobs
 	return []tool{
 		{name: "edgemirror", run: func(ctx context.Context, srcHost, dstHost string) (usage, error) {
-			args := mirrorArgs(profile, srcHost, dstHost, c, "-j", fmt.Sprint(jobs),
+			args := mirrorArgs(profile, srcHost, dstHost, c, "-j", fmt.Sprint(jobs), "--state-dir", e.stateDir(name),
 				"--report", filepath.Join(work, "edgemirror-report-"+name+".json"))
 			return m.measure(ctx, e.edgemirror, args...)
 		}},
@@ -98,6 +99,11 @@ func (e *env) copiers(c *corpus, profile, name string) []tool {
 		}},
 	}
 }
+
+// stateDir is the edgemirror state directory of the figure name: what
+// its runs remember (uploads in progress, blobs placed at the target)
+// stays with the figure, as it would with one site.
+func (e *env) stateDir(name string) string { return filepath.Join(e.work, "state-"+name) }
 
 // seedAndResolve seeds set at the source (what is there already stays)
 // and returns the source's manifest digests of its images.

@@ -24,11 +24,11 @@ const (
 	maxFloorRatio = 1.10
 )
 
-// slowlink measures each tool copying the whole corpus into a fresh
-// distribution v3 target over a slow link: the target proxy reads uploads
-// at slowUplink, and both proxies delay every request by slowLatency. It
-// returns the printer of the table.
-func (e *env) slowlink(ctx context.Context) (func(io.Writer), error) {
+// slowlink measures each tool copying the whole corpus into a fresh target
+// of kind over a slow link: the target proxy reads uploads at slowUplink,
+// and both proxies delay every request by slowLatency. It returns the
+// printer of the table.
+func (e *env) slowlink(ctx context.Context, kind registry.Kind) (func(io.Writer), error) {
 	c := e.corpus
 	want, err := e.seedAndResolve(ctx, c)
 	if err != nil {
@@ -43,12 +43,12 @@ func (e *env) slowlink(ctx context.Context) (func(io.Writer), error) {
 		src:  faultproxy.Faults{Latency: slowLatency},
 		dst:  faultproxy.Faults{Latency: slowLatency, UploadBytesPerSec: slowUplink},
 	}
-	e.logf("slowlink: link floor %.1f s per tool", linkFloor(c).Seconds())
-	results, err := e.runAll(ctx, e.copiers(c, profile, partSlowlink), registry.V3, c, want, s)
+	e.logf("slowlink %s: link floor %.1f s per tool", kind, linkFloor(c).Seconds())
+	results, err := e.runAll(ctx, e.copiers(c, profile, partSlowlink+"-"+kind.String()), kind, c, want, s)
 	if err != nil {
 		return nil, err
 	}
-	return func(w io.Writer) { printSlowlink(w, e.cfg, c, results) }, nil
+	return func(w io.Writer) { printSlowlink(w, e.cfg, kind, c, results) }, nil
 }
 
 // linkFloor is the shortest time in which the slow link carries the unique
@@ -59,10 +59,10 @@ func linkFloor(c *corpus) time.Duration {
 
 // printSlowlink prints the slow-link table: each tool's time against the
 // link floor, then edgemirror's targets.
-func printSlowlink(w io.Writer, cfg config, c *corpus, results []result) {
+func printSlowlink(w io.Writer, cfg config, kind registry.Kind, c *corpus, results []result) {
 	floor := linkFloor(c).Seconds()
-	fmt.Fprintf(w, "\n## slow link (v3 target): %d images, %.1f MiB unique (scale %g), uplink %d MB/s, +%s per request both sides, link floor %.1f s, -jobs %d, %d CPUs\n\n",
-		len(c.images), float64(c.unique)/mib, cfg.scale, slowUplink/1_000_000, slowLatency, floor, cfg.jobs, runtime.NumCPU())
+	fmt.Fprintf(w, "\n## slow link (%s target): %d images, %.1f MiB unique (scale %g), uplink %d MB/s, +%s per request both sides, link floor %.1f s, -jobs %d, %d CPUs\n\n",
+		kind, len(c.images), float64(c.unique)/mib, cfg.scale, slowUplink/1_000_000, slowLatency, floor, cfg.jobs, runtime.NumCPU())
 	fmt.Fprintln(w, "| tool | wall s | time / floor | uploaded / unique | requests (src + dst) |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
 	for _, r := range results {

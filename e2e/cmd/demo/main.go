@@ -111,7 +111,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer, inspect inspectFunc) (i
 		len(images), report.Bytes(unique), time.Since(started).Round(100*time.Millisecond))
 
 	args := []string{"mirror", "-p", profile, "-r", proxy.Host() + "/" + targetPath,
-		"--plain-http", "--source-plain-http", "--progress", "auto"}
+		"--plain-http", "--source-plain-http", "--progress", "auto", "--state-dir", filepath.Join(reportDir, "state")}
 	for _, r := range sourceRegistries {
 		args = append(args, "--source-mirror", r+"="+src.Host()+"/"+r)
 	}
