@@ -43,7 +43,8 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
-	tty    bool // stderr is a terminal
+	errw   *lockedWriter // stderr, which the progress frame may route
+	tty    bool          // stderr is a terminal
 }
 
 // exitError carries an exit code with its one-line message.
@@ -101,8 +102,9 @@ func runWith(ctx context.Context, stop <-chan struct{}, args []string, stdin io.
 	// Progress, retry notices and --debug traces reach stderr from many
 	// goroutines at once: one lock keeps their lines whole.
 	tty := isTerminal(stderr)
-	stderr = &lockedWriter{w: stderr}
-	e := &env{ctx: ctx, stop: stop, stdin: stdin, stdout: stdout, stderr: stderr, tty: tty}
+	errw := &lockedWriter{w: stderr}
+	stderr = errw
+	e := &env{ctx: ctx, stop: stop, stdin: stdin, stdout: stdout, stderr: stderr, errw: errw, tty: tty}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -145,16 +147,29 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Exit codes: 0 all in place, 1 operational error, 2 bad usage or input, 3 images missing, failed or unresolved.")
 }
 
-// lockedWriter serializes writes to w.
+// lockedWriter serializes writes to w, or sends them to via once set: the
+// progress, which writes to w itself (under its own lock) and keeps other
+// lines above its frame on a terminal.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	w   io.Writer
+	via io.Writer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.via != nil {
+		return l.via.Write(p)
+	}
 	return l.w.Write(p)
+}
+
+// route sends later writes through via (nil: straight to w).
+func (l *lockedWriter) route(via io.Writer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.via = via
 }
 
 // oneLine folds a message onto one line.

@@ -93,9 +93,12 @@ func start(e *env, name string, g *groups, bundlePath string, rules targets.Rule
 			n++
 		}
 	}
-	if r.progress, err = report.NewProgress(e.stderr, report.ProgressMode(g.rf.progress), e.tty, n, 0); err != nil {
+	if r.progress, err = report.NewProgress(e.errw.w, report.ProgressMode(g.rf.progress), e.tty, n, 0); err != nil {
 		return nil, usageErr(err)
 	}
+	// The progress writes to stderr itself; retry notices and --debug
+	// traces go through it, above the frame on a terminal, not into it.
+	e.errw.route(r.progress.Log())
 	return r, nil
 }
 

@@ -18,8 +18,12 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// fileName is the file in the state directory.
-const fileName = "held-blobs.json"
+// The file in the state directory: in a directory of its own, apart from
+// the upload journal's entries.
+const (
+	subdir   = "held"
+	fileName = "blobs.json"
+)
 
 // maxRepos bounds the repositories kept per blob, the most recent first:
 // one that holds it is enough to mount from.
@@ -34,10 +38,11 @@ type Store struct {
 	path string
 }
 
-// Open opens the store in the state directory dir (creating dir).
-func Open(dir string) (*Store, error) {
+// Open opens the store in the state directory (creating what is missing).
+func Open(stateDir string) (*Store, error) {
+	dir := filepath.Join(stateDir, subdir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state dir %s: %w", dir, err)
+		return nil, fmt.Errorf("state dir %s: %w", stateDir, err)
 	}
 	return &Store{path: filepath.Join(dir, fileName)}, nil
 }
@@ -88,6 +93,10 @@ func (s *Store) Add(found Blobs) error {
 	}
 	defer os.Remove(tmp.Name()) // after the rename, nothing is there
 	if _, err := tmp.Write(raw); err != nil {
+		tmp.Close()
+		return fmt.Errorf("remembering held blobs: %w", err)
+	}
+	if err := tmp.Sync(); err != nil { // a crash leaves the old file, not an empty one
 		tmp.Close()
 		return fmt.Errorf("remembering held blobs: %w", err)
 	}

@@ -30,11 +30,11 @@ func TestStoreRemembers(t *testing.T) {
 	if got := s.Load(); !reflect.DeepEqual(got, want) {
 		t.Errorf("loaded %v, want %v", got, want)
 	}
-	fi, err := os.Stat(filepath.Join(dir, fileName))
+	fi, err := os.Stat(filepath.Join(dir, subdir, fileName))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("file mode %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, fileName+".*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(dir, subdir, fileName+".*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
@@ -46,7 +46,7 @@ func TestStoreIgnoresWhatItCannotRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, raw := range []string{"{not json", `{"not-a-digest":["reg/edge/a"]}`} {
-		if err := os.WriteFile(filepath.Join(dir, fileName), []byte(raw), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, subdir, fileName), []byte(raw), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if got := s.Load(); len(got) != 0 {

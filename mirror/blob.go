@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,7 +30,8 @@ func (e *engine) digestLock(d digest.Digest) *sync.Mutex {
 	return l
 }
 
-// known reports whether repo holds d, and another repository that does.
+// known reports whether repo holds d, and another repository of the same
+// registry that does (a mount source).
 func (e *engine) known(d digest.Digest, repo string) (here bool, other string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -37,7 +39,9 @@ func (e *engine) known(d digest.Digest, repo string) (here bool, other string) {
 		if r == repo {
 			return true, ""
 		}
-		other = r
+		if sameHost(r, repo) {
+			other = r
+		}
 	}
 	return false, other
 }
@@ -45,7 +49,9 @@ func (e *engine) known(d digest.Digest, repo string) (here bool, other string) {
 func (e *engine) remember(d digest.Digest, repo string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.where[d] = append(e.where[d], repo)
+	if !slices.Contains(e.where[d], repo) {
+		e.where[d] = append(e.where[d], repo)
+	}
 }
 
 // Outcome is how a blob came to be in place.
@@ -115,9 +121,9 @@ func (e *engine) placeBlob(ctx context.Context, j *imageJob, owner, b ocispec.De
 // left it in (Options.Remembered). A registry that mounts from its whole
 // store whatever "from" says (zot) is asked without one, for every blob:
 // it may hold the blob where no run of ours put it. Whether the host does
-// is learned at its first mount, asked first without "from": zot answers
-// 201, distribution opens an upload session (cancelled) and the mount is
-// asked again with "from".
+// is learned from mounts asked first without "from", until one tells: zot
+// answers 201; distribution opens an upload session (cancelled), and when
+// the mount asked again with "from" succeeds, the host needs "from".
 func (e *engine) mount(ctx context.Context, m blobMounter, b ocispec.Descriptor, repo, other string) bool {
 	host := hostOf(repo)
 	if other == "" {
@@ -133,18 +139,19 @@ func (e *engine) mount(ctx context.Context, m blobMounter, b ocispec.Descriptor,
 	case probed && known.(bool):
 		ok, _ := m.MountBlob(ctx, b, "")
 		return ok
-	case other == "" || !sameHost(other, repo):
+	case other == "":
 		return false
 	case !probed:
-		ok, _ := m.MountBlob(ctx, b, "")
-		if ctx.Err() == nil {
-			e.fromless.Store(host, ok)
-		}
-		if ok {
+		if ok, _ := m.MountBlob(ctx, b, ""); ok {
+			e.fromless.Store(host, true)
 			return true
 		}
 	}
 	ok, _ := m.MountBlob(ctx, b, repoPath(other))
+	if ok && !probed {
+		// The blob was there, yet not without "from".
+		e.fromless.LoadOrStore(host, false)
+	}
 	return ok
 }
 

@@ -318,6 +318,7 @@ func (e *engine) copyRoot(ctx context.Context, c *rootCopy) error {
 	im, root, raw, notes := c.im, c.root, c.raw, c.notes
 	if c.existing.Digest == root.Digest && !c.filtering {
 		im.Status, im.Digest, im.Bytes, im.Reason = targets.Present, root.Digest.String(), 0, targets.Notes(notes...)
+		e.inPlace(c)
 		return nil
 	}
 	if c.filtering {
@@ -330,6 +331,7 @@ func (e *engine) copyRoot(ctx context.Context, c *rootCopy) error {
 		notes = append(notes, note)
 		if c.existing.Digest == root.Digest {
 			im.Status, im.Digest, im.Reason = targets.Present, root.Digest.String(), targets.Notes(notes...)
+			e.inPlace(c)
 			return nil
 		}
 	}
@@ -355,6 +357,17 @@ func (e *engine) copyRoot(ctx context.Context, c *rootCopy) error {
 	im.Status, im.Digest, im.Bytes, im.Platforms = targets.Copied, root.Digest.String(), j.total, j.platforms
 	im.Reason = targets.Notes(notes...)
 	return nil
+}
+
+// inPlace reports the blobs of c placed: the image turned out to be at the
+// target (its filtered or converted form, which only the copy computes),
+// and the totals counted them.
+func (e *engine) inPlace(c *rootCopy) {
+	if h := e.opts.Hooks.BlobPlaced; h != nil {
+		for _, b := range c.blobs {
+			h(b, Skipped)
+		}
+	}
 }
 
 // archiveDigester is a chart from an HTTP(S) Helm repository that knows

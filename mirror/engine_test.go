@@ -308,6 +308,44 @@ func TestMountWithoutFrom(t *testing.T) {
 	}
 }
 
+// TestCopyTotalsComeTrue: every byte the plan counts is reported placed,
+// also for an image whose --platform-filtered index turns out to be at the
+// target already (only the copy computes its digest).
+func TestCopyTotalsComeTrue(t *testing.T) {
+	h := newHarness()
+	src := h.src.repo("quay.io/a/multi")
+	amd := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, "amd-layer")
+	arm := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "arm64"}, "arm-layer")
+	pushIndex(t, src, "1", amd, arm)
+	pushImage(t, h.src.repo("quay.io/a/one"), "1", nil, "base", "one")
+	h.opts.Platforms = []string{"linux/amd64"}
+	for run := 1; run <= 2; run++ {
+		var planned, placed int64
+		var mu sync.Mutex
+		seen := map[digest.Digest]bool{}
+		h.opts.Hooks = Hooks{
+			Planned: func(t Totals) { planned = t.Bytes() },
+			BlobPlaced: func(d ocispec.Descriptor, _ Outcome) {
+				mu.Lock()
+				defer mu.Unlock()
+				if !seen[d.Digest] {
+					seen[d.Digest] = true
+					placed += d.Size
+				}
+			},
+		}
+		p := h.plan("quay.io/a/multi:1", "quay.io/a/one:1")
+		Copy(context.Background(), p, h.opts)
+		want := map[int]string{1: "copied,copied", 2: "present,present"}[run]
+		if got := statuses(p); got != want {
+			t.Fatalf("run %d: statuses %s, want %s", run, got, want)
+		}
+		if placed != planned || (run == 1 && planned == 0) {
+			t.Errorf("run %d: planned %d bytes, placed %d", run, planned, placed)
+		}
+	}
+}
+
 func TestCopyConcurrentSameLayerOnce(t *testing.T) {
 	h := newHarness()
 	h.dst.refuse = true // no mounts: each repository needs its own upload

@@ -237,6 +237,28 @@ func (p *Progress) line(s string) {
 	}
 }
 
+// Log returns the writer of other messages on the same stream (retry
+// notices, --debug traces), serialized with the progress output: on a
+// terminal they are written above the frame, which the next redraw puts
+// back.
+func (p *Progress) Log() io.Writer { return logWriter{p} }
+
+// logWriter writes above the frame.
+type logWriter struct{ p *Progress }
+
+func (l logWriter) Write(b []byte) (int, error) {
+	p := l.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var sb strings.Builder
+	p.clearFrame(&sb)
+	sb.Write(b)
+	if _, err := io.WriteString(p.w, sb.String()); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
 // restarted says in one line that a blob starts over because the target
 // lost its upload session. It is shown in every progress mode, as retries
 // are: it explains bytes sent twice.

@@ -223,6 +223,11 @@ func TestFrame(t *testing.T) {
 	if !strings.Contains(lines[0], "1.0 MiB/s") || !strings.Contains(lines[0], "ETA 13s") {
 		t.Errorf("top line %q: want the rate of the last second and the time left", lines[0])
 	}
+	out.Reset()
+	fmt.Fprint(p.Log(), "retry: PATCH http://reg/x: server error; attempt 2\n")
+	if got := out.String(); got != "\r\x1b[4A\x1b[Jretry: PATCH http://reg/x: server error; attempt 2\n" || p.frame != 0 {
+		t.Errorf("a message written through Log: %q, frame %d; want the frame erased, then the line", got, p.frame)
+	}
 	for _, l := range lines {
 		if len([]rune(l)) >= p.width {
 			t.Errorf("line %q is wider than the terminal's %d columns", l, p.width)
