@@ -45,6 +45,7 @@ type env struct {
 	stderr io.Writer
 	errw   *lockedWriter // stderr, which the progress frame may route
 	tty    bool          // stderr is a terminal
+	width  func() int    // its width now, when it is one
 }
 
 // exitError carries an exit code with its one-line message.
@@ -95,16 +96,12 @@ func (e *env) stopping() bool {
 // exit code. Output goes only to stdout and stderr. Cancelling ctx aborts
 // the run at once; Main adds the graceful stop of a first interrupt.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return runWith(ctx, nil, args, stdin, stdout, stderr)
+	return runWith(ctx, nil, args, stdin, stdout, newStderr(stderr))
 }
 
-func runWith(ctx context.Context, stop <-chan struct{}, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	// Progress, retry notices and --debug traces reach stderr from many
-	// goroutines at once: one lock keeps their lines whole.
-	tty := isTerminal(stderr)
-	errw := &lockedWriter{w: stderr}
-	stderr = errw
-	e := &env{ctx: ctx, stop: stop, stdin: stdin, stdout: stdout, stderr: stderr, errw: errw, tty: tty}
+func runWith(ctx context.Context, stop <-chan struct{}, args []string, stdin io.Reader, stdout io.Writer, errw *lockedWriter) int {
+	var stderr io.Writer = errw
+	e := &env{ctx: ctx, stop: stop, stdin: stdin, stdout: stdout, stderr: stderr, errw: errw, tty: isTerminal(errw.w), width: terminalWidth(errw.w)}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -146,6 +143,11 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'edgemirror COMMAND --help' for a command's flags.")
 	fmt.Fprintln(w, "Exit codes: 0 all in place, 1 operational error, 2 bad usage or input, 3 images missing, failed or unresolved.")
 }
+
+// newStderr wraps the program's stderr: progress, retry notices, --debug
+// traces and stop notices reach it from many goroutines at once, and one
+// lock keeps their lines whole.
+func newStderr(w io.Writer) *lockedWriter { return &lockedWriter{w: w} }
 
 // lockedWriter serializes writes to w, or sends them to via once set: the
 // progress, which writes to w itself (under its own lock) and keeps other

@@ -96,6 +96,9 @@ func start(e *env, name string, g *groups, bundlePath string, rules targets.Rule
 	if r.progress, err = report.NewProgress(e.errw.w, report.ProgressMode(g.rf.progress), e.tty, n, 0); err != nil {
 		return nil, usageErr(err)
 	}
+	if e.width != nil {
+		r.progress.SetWidth(e.width)
+	}
 	// The progress writes to stderr itself; retry notices and --debug
 	// traces go through it, above the frame on a terminal, not into it.
 	e.errw.route(r.progress.Log())

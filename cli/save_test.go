@@ -17,7 +17,7 @@ func TestSaveStoppedWritesNoTar(t *testing.T) {
 	close(stop) // interrupted before the first image
 	var stdout, stderr bytes.Buffer
 	code := runWith(context.Background(), stop, []string{"save", "-p", filepath.Join(fixtures, "profiles", "edge-infra.json"),
-		"-O", out, "--progress", "none", "--state-dir", t.TempDir()}, strings.NewReader(""), &stdout, &stderr)
+		"-O", out, "--progress", "none", "--state-dir", t.TempDir()}, strings.NewReader(""), &stdout, newStderr(&stderr))
 	if code != ExitOperation || !strings.Contains(stderr.String(), "interrupted") {
 		t.Fatalf("exit %d, want %d saying it was interrupted\n%s", code, ExitOperation, stderr.String())
 	}

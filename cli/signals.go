@@ -23,8 +23,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	ctx, stop := interrupts(context.Background(), sigs, Grace, stderr)
-	return runWith(ctx, stop, args, stdin, stdout, stderr)
+	errw := newStderr(stderr) // the stop notices go above the progress too
+	ctx, stop := interrupts(context.Background(), sigs, Grace, errw)
+	return runWith(ctx, stop, args, stdin, stdout, errw)
 }
 
 // interrupts turns signals into a graceful stop (the returned channel

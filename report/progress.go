@@ -38,7 +38,7 @@ type Progress struct {
 	mode     ProgressMode
 	images   int
 	interval time.Duration
-	width    int              // of the terminal, for the frame
+	width    func() int       // of the terminal, for the frame (under mu)
 	now      func() time.Time // the clock; tests set it
 
 	mu         sync.Mutex // serializes writes to w and guards what follows
@@ -78,7 +78,7 @@ func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval 
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
-	p := &Progress{w: w, mode: mode, images: images, interval: interval, width: terminalWidth(), now: time.Now,
+	p := &Progress{w: w, mode: mode, images: images, interval: interval, width: columns, now: time.Now,
 		start: time.Now(), t: newTally(), stop: make(chan struct{})}
 	switch mode {
 	case ProgressBar:
@@ -91,10 +91,26 @@ func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval 
 	return p, nil
 }
 
-// terminalWidth is $COLUMNS, or 80: frame lines are cut to fit, since a
-// line the terminal wraps would break the redraw.
-func terminalWidth() int {
-	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n >= 40 {
+// SetWidth tells the progress how wide the terminal is now (asked at each
+// redraw; 0 when it cannot tell); by default $COLUMNS, or 80. Frame lines are cut to fit: a line
+// the terminal wraps would break the redraw.
+func (p *Progress) SetWidth(width func() int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.width = func() int {
+		if n := width(); n > 0 {
+			return max(n, minFrameWidth)
+		}
+		return columns()
+	}
+}
+
+// minFrameWidth is the narrowest frame drawn.
+const minFrameWidth = 40
+
+// columns is $COLUMNS, or 80.
+func columns() int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n >= minFrameWidth {
 		return n
 	}
 	return 80
@@ -155,7 +171,7 @@ func eta(t *tally, rate float64) string {
 }
 
 // frameLines are the lines of the terminal frame.
-func (p *Progress) frameLines() []string {
+func (p *Progress) frameLines(cols int) []string {
 	t := p.t
 	if !p.planned {
 		return []string{fmt.Sprintf("resolving %d images at the source and the target…", p.images)}
@@ -163,7 +179,7 @@ func (p *Progress) frameLines() []string {
 	rate := t.rate(p.now())
 	text := fmt.Sprintf("%s / %s  %s/s  %s  images %d/%d", Bytes(t.done), Bytes(t.total), Bytes(int64(rate)), eta(t, rate), p.imagesDone, p.images)
 	// The bar takes what the text leaves of the line, within bounds.
-	width := min(max(p.width-len(text)-10, minBarWidth), maxBarWidth)
+	width := min(max(cols-len(text)-10, minBarWidth), maxBarWidth)
 	lines := []string{fmt.Sprintf("%4s %s %s", p.percent(), bar(t.fraction(), width), text)}
 	for _, b := range t.active(frameTopN) {
 		lines = append(lines, fmt.Sprintf("  %s %s %s / %s", shortDigest(b.desc), bar(float64(b.pos)/float64(max(b.desc.Size, 1)), blobBarWidth),
@@ -191,12 +207,13 @@ func (p *Progress) draw() {
 	}
 	var b strings.Builder
 	p.clearFrame(&b)
-	lines := p.frameLines()
+	cols := p.width()
+	lines := p.frameLines(cols)
 	for i, l := range lines {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(cut(l, p.width-1))
+		b.WriteString(cut(l, cols-1))
 	}
 	p.frame = len(lines)
 	_, _ = io.WriteString(p.w, b.String())

@@ -185,7 +185,7 @@ func TestFrame(t *testing.T) {
 	}
 	p.Stop() // no ticker: the test draws
 	p.stopped = false
-	p.width = 72
+	p.SetWidth(func() int { return 72 })
 	clock := time.Unix(2000, 0)
 	p.now = func() time.Time { return clock }
 	h := p.Hooks()
@@ -229,8 +229,8 @@ func TestFrame(t *testing.T) {
 		t.Errorf("a message written through Log: %q, frame %d; want the frame erased, then the line", got, p.frame)
 	}
 	for _, l := range lines {
-		if len([]rune(l)) >= p.width {
-			t.Errorf("line %q is wider than the terminal's %d columns", l, p.width)
+		if len([]rune(l)) >= 72 {
+			t.Errorf("line %q is wider than the terminal's 72 columns", l)
 		}
 	}
 }
