@@ -56,6 +56,9 @@ release: ## static binaries for PLATFORMS in dist/: edgemirror-VERSION-OS-ARCH.t
 	  if [ $$os = windows ]; then exe=.exe; fi; \
 	  echo "release $$name"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o dist/$$name/edgemirror$$exe .; \
+	  if [ $$p = "$$($(GO) env GOOS)/$$($(GO) env GOARCH)" ]; then \
+	    dist/$$name/edgemirror$$exe version | grep -qxF "edgemirror $(VERSION)" || { echo "make release: $$name does not say version $(VERSION)" >&2; exit 1; }; \
+	  fi; \
 	  cp README.md dist/$$name/; \
 	  if [ $$os = windows ]; then (cd dist && zip -qr $$name.zip $$name); \
 	  else tar -C dist -czf dist/$$name.tar.gz $$name; fi; \

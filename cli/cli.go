@@ -17,8 +17,15 @@ import (
 
 // Version is the edgemirror version, set at build time with -ldflags
 // (make build, make release); a binary built by go install takes its
-// module version instead.
-var Version = moduleVersion("dev")
+// module version instead (see init). It must stay initialized by a
+// constant: -X cannot set a variable initialized by a call.
+var Version = "dev"
+
+func init() {
+	if Version == "dev" {
+		Version = moduleVersion(Version)
+	}
+}
 
 // moduleVersion is the version go install stamped into the binary, or def.
 func moduleVersion(def string) string {
