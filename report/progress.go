@@ -85,7 +85,9 @@ func NewProgress(w io.Writer, mode ProgressMode, tty bool, images int, interval 
 		p.wg.Add(1)
 		go p.every(redraw, p.draw)
 	case ProgressPlain:
-		p.wg.Add(1)
+		// The rate is sampled every second; a line is written at each interval.
+		p.wg.Add(2)
+		go p.every(time.Second, func() { p.update(func(t *tally) { t.rate(p.now()) }) })
 		go p.every(interval, func() { p.line(p.summary()) })
 	}
 	return p, nil

@@ -151,8 +151,11 @@ func TestRateWindow(t *testing.T) {
 	if r := w.rate(t0, 0); r != 0 {
 		t.Errorf("first sample: rate %v, want 0", r)
 	}
-	sent := int64(0)
-	for s := 1; s <= 60; s++ { // a minute at 10 MB/s
+	if r := w.rate(t0.Add(time.Second), 50_000_000); r != 0 {
+		t.Errorf("after 1 s: rate %v, want 0 (unknown) until %s", r, minRateSpan)
+	}
+	sent := int64(50_000_000)
+	for s := 2; s <= 60; s++ { // a minute at 10 MB/s
 		sent += 10_000_000
 		w.rate(t0.Add(time.Duration(s)*time.Second), sent)
 	}
@@ -203,8 +206,8 @@ func TestFrame(t *testing.T) {
 		h.Progress(b, b.Size/2)
 	}
 	p.draw()
-	clock = clock.Add(time.Second)
-	h.Progress(blobs[4], 1<<20)
+	clock = clock.Add(2 * time.Second)
+	h.Progress(blobs[4], 2<<20)
 	out.Reset()
 	p.draw()
 	frame := out.String()
@@ -215,13 +218,13 @@ func TestFrame(t *testing.T) {
 	if len(lines) != 1+frameTopN {
 		t.Fatalf("frame of %d lines, want %d:\n%s", len(lines), 1+frameTopN, frame)
 	}
-	for i, want := range []string{"40%", shortDigest(blobs[4]), shortDigest(blobs[3]), shortDigest(blobs[2]), shortDigest(blobs[1])} {
+	for i, want := range []string{"45%", shortDigest(blobs[4]), shortDigest(blobs[3]), shortDigest(blobs[2]), shortDigest(blobs[1])} {
 		if !strings.Contains(lines[i], want) {
 			t.Errorf("line %d = %q, want it to show %s", i, lines[i], want)
 		}
 	}
-	if !strings.Contains(lines[0], "1.0 MiB/s") || !strings.Contains(lines[0], "ETA 13s") {
-		t.Errorf("top line %q: want the rate of the last second and the time left", lines[0])
+	if !strings.Contains(lines[0], "1.0 MiB/s") || !strings.Contains(lines[0], "ETA 12s") {
+		t.Errorf("top line %q: want the rate of the last 2 s and the time left", lines[0])
 	}
 	out.Reset()
 	fmt.Fprint(p.Log(), "retry: PATCH http://reg/x: server error; attempt 2\n")

@@ -127,8 +127,8 @@ func sortBlobs(bs []*blobTally) {
 	})
 }
 
-// rate is the send rate in bytes per second over the last windowSpan; each
-// call takes a sample.
+// rate is the send rate in bytes per second over the last windowSpan (0
+// while unknown); each call takes a sample.
 func (t *tally) rate(now time.Time) float64 { return t.window.rate(now, t.sent) }
 
 // eta is the time left at rate; ok is false while the rate is unknown.
@@ -154,8 +154,13 @@ type rateSample struct {
 // bursts of chunked uploads, short enough to follow a link that slows.
 const windowSpan = 10 * time.Second
 
+// minRateSpan is the shortest time a rate is told over: over less, the
+// first bursts (buffers filling) would promise hours or seconds.
+const minRateSpan = 2 * time.Second
+
 // rate records sent at now and returns the bytes per second since the
-// oldest sample within windowSpan (0 until there are two samples).
+// oldest sample within windowSpan; 0 (unknown) until the samples span
+// minRateSpan.
 func (w *window) rate(now time.Time, sent int64) float64 {
 	w.samples = append(w.samples, rateSample{now, sent})
 	cut := 0
@@ -164,9 +169,9 @@ func (w *window) rate(now time.Time, sent int64) float64 {
 	}
 	w.samples = w.samples[cut:]
 	first := w.samples[0]
-	secs := now.Sub(first.at).Seconds()
-	if secs <= 0 {
+	span := now.Sub(first.at)
+	if span < minRateSpan {
 		return 0
 	}
-	return float64(sent-first.sent) / secs
+	return float64(sent-first.sent) / span.Seconds()
 }
