@@ -154,6 +154,15 @@ func pushImage(t *testing.T, repo oras.Target, tag string, platform *ocispec.Pla
 	return d
 }
 
+// pushTwoPlatforms stores an index tagged 1 of a linux/amd64 and a
+// linux/arm64 image, one layer each.
+func pushTwoPlatforms(t *testing.T, repo oras.Target, amdLayer, armLayer string) {
+	t.Helper()
+	amd := pushImage(t, repo, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, amdLayer)
+	arm := pushImage(t, repo, "", &ocispec.Platform{OS: "linux", Architecture: "arm64"}, armLayer)
+	pushIndex(t, repo, "1", amd, arm)
+}
+
 func pushIndex(t *testing.T, repo oras.Target, tag string, children ...ocispec.Descriptor) ocispec.Descriptor {
 	t.Helper()
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: children}
@@ -313,10 +322,7 @@ func TestMountWithoutFrom(t *testing.T) {
 // target already (only the copy computes its digest).
 func TestCopyTotalsComeTrue(t *testing.T) {
 	h := newHarness()
-	src := h.src.repo("quay.io/a/multi")
-	amd := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, "amd-layer")
-	arm := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "arm64"}, "arm-layer")
-	pushIndex(t, src, "1", amd, arm)
+	pushTwoPlatforms(t, h.src.repo("quay.io/a/multi"), "amd-layer", "arm-layer")
 	pushImage(t, h.src.repo("quay.io/a/one"), "1", nil, "base", "one")
 	h.opts.Platforms = []string{"linux/amd64"}
 	for run := 1; run <= 2; run++ {
@@ -516,9 +522,7 @@ func (r *stallingRepo) Fetch(ctx context.Context, d ocispec.Descriptor) (io.Read
 func TestCopyIndexChildFailureStopsSiblings(t *testing.T) {
 	h := newHarness()
 	src := h.src.repo("quay.io/a/multi")
-	good := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, "slow-layer")
-	bad := pushImage(t, src, "", &ocispec.Platform{OS: "linux", Architecture: "arm64"}, "unreadable-layer")
-	pushIndex(t, src, "1", good, bad)
+	pushTwoPlatforms(t, src, "slow-layer", "unreadable-layer")
 	stall := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, []byte("slow-layer"))
 	broken := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, []byte("unreadable-layer"))
 	stalling := &stallingRepo{memRepo: src, stall: stall.Digest, broken: broken.Digest, started: make(chan struct{}), cancelled: make(chan bool, 1)}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -142,7 +143,7 @@ func (e *engine) resolve(ctx context.Context, c *rootCopy) error {
 	c.existing, err = c.dst.Resolve(ctx, c.tgtRef)
 	switch {
 	case err == nil:
-		e.registerHeld(ctx, c.dst, im.TargetName, c.existing, 0)
+		e.registerHeld(ctx, c.dst, im.TargetName, c.existing)
 		if c.existing.Digest == c.root.Digest && !c.filtering {
 			c.present = true
 			return nil
@@ -164,6 +165,43 @@ const maxDepth = 2
 // walk reads the manifests below desc (raw), keeping them and their blobs
 // in c; at the root of a filtered index, only the wanted platforms.
 func (e *engine) walk(ctx context.Context, c *rootCopy, desc ocispec.Descriptor, raw []byte, depth int) error {
+	keep := func(depth int, child ocispec.Descriptor) bool {
+		return depth > 0 || !c.filtering || matchPlatform(child.Platform, e.opts.Platforms)
+	}
+	return eachManifest(ctx, c.src, desc, raw, depth, keep, func(m ocispec.Descriptor, raw []byte, blobs []ocispec.Descriptor) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if m.Digest != desc.Digest {
+			c.manifests[m.Digest] = raw
+		}
+		c.blobs = append(c.blobs, blobs...)
+	})
+}
+
+// registerHeld remembers the blobs below desc as held by repo, reading the
+// manifests from the target. A registry keeps a manifest's blobs with it,
+// so no blob is asked for. Failures only mean fewer mounts: the copy
+// checks every blob.
+func (e *engine) registerHeld(ctx context.Context, dst oras.ReadOnlyTarget, repo string, desc ocispec.Descriptor) {
+	raw, err := registryclient.FetchManifest(ctx, dst, desc)
+	if err != nil {
+		return
+	}
+	all := func(int, ocispec.Descriptor) bool { return true }
+	_ = eachManifest(ctx, dst, desc, raw, 0, all, func(_ ocispec.Descriptor, _ []byte, blobs []ocispec.Descriptor) {
+		for _, b := range blobs {
+			e.remember(b.Digest, repo)
+		}
+	})
+}
+
+// eachManifest calls visit with every image manifest below desc (whose
+// bytes are raw), its bytes and its distributable blobs, reading the
+// manifests of indexes from store, together; keep says which entries of an
+// index at a depth to follow. Indexes deeper than maxDepth, or broken, are
+// left to the copy, which reports them.
+func eachManifest(ctx context.Context, store oras.ReadOnlyTarget, desc ocispec.Descriptor, raw []byte, depth int,
+	keep func(depth int, child ocispec.Descriptor) bool, visit func(m ocispec.Descriptor, raw []byte, blobs []ocispec.Descriptor)) error {
 	if desc.MediaType == dockerSchema1 || desc.MediaType == dockerSchema1Signed {
 		return schema1Error(desc)
 	}
@@ -172,66 +210,27 @@ func (e *engine) walk(ctx context.Context, c *rootCopy, desc ocispec.Descriptor,
 		if err != nil {
 			return err
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, b := range blobs {
-			if !isForeign(b) {
-				c.blobs = append(c.blobs, b)
-			}
-		}
+		visit(desc, raw, slices.DeleteFunc(blobs, isForeign))
 		return nil
 	}
 	var idx ocispec.Index
 	if depth >= maxDepth || json.Unmarshal(raw, &idx) != nil {
-		return nil // the copy reports a broken index
+		return nil
 	}
-	// The manifests of an index are read together; one that fails stops
-	// the others.
+	visit(desc, raw, nil)
+	// One manifest that fails stops the others.
 	g, gctx := errgroup.WithContext(ctx)
 	for _, child := range idx.Manifests {
-		if depth == 0 && c.filtering && !matchPlatform(child.Platform, e.opts.Platforms) {
+		if !keep(depth, child) {
 			continue
 		}
 		g.Go(func() error {
-			craw, err := registryclient.FetchManifest(gctx, c.src, child)
+			craw, err := registryclient.FetchManifest(gctx, store, child)
 			if err != nil {
 				return err
 			}
-			c.mu.Lock()
-			c.manifests[child.Digest] = craw
-			c.mu.Unlock()
-			return e.walk(gctx, c, child, craw, depth+1)
+			return eachManifest(gctx, store, child, craw, depth+1, keep, visit)
 		})
 	}
 	return g.Wait()
-}
-
-// registerHeld remembers the blobs below desc as held by repo, reading the
-// manifests from the target. A registry keeps a manifest's blobs with it,
-// so no blob is asked for. Failures only mean fewer mounts: the copy
-// checks every blob.
-func (e *engine) registerHeld(ctx context.Context, dst oras.ReadOnlyTarget, repo string, desc ocispec.Descriptor, depth int) {
-	raw, err := registryclient.FetchManifest(ctx, dst, desc)
-	if err != nil {
-		return
-	}
-	if isIndex(desc.MediaType) {
-		var idx ocispec.Index
-		if depth >= maxDepth || json.Unmarshal(raw, &idx) != nil {
-			return
-		}
-		for _, child := range idx.Manifests {
-			e.registerHeld(ctx, dst, repo, child, depth+1)
-		}
-		return
-	}
-	blobs, err := manifestBlobs(desc, raw)
-	if err != nil {
-		return
-	}
-	for _, b := range blobs {
-		if here, _ := e.known(b.Digest, repo); !here && !isForeign(b) {
-			e.remember(b.Digest, repo)
-		}
-	}
 }
