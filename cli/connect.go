@@ -74,10 +74,8 @@ func connect(e *env, tf *targetFlags, sf *sourceFlags, debugFlag bool, rules tar
 	if debugFlag {
 		debug = e.stderr
 	}
-	onRetry := func(ev transport.RetryEvent) {
-		fmt.Fprintf(e.stderr, "retry: %s %s: %s; attempt %d, waiting %s\n", ev.Method, ev.URL, ev.Reason, ev.Attempt+1, ev.Wait.Round(time.Millisecond))
-	}
-	ua := "edgemirror/" + Version
+	onRetry := retryNotice(e, "")
+	ua := userAgent()
 	targetTLS := transport.Options{Insecure: tf.insecure, UserAgent: ua, Debug: debug, OnRetry: onRetry}
 	if tf.caFile != "" {
 		targetTLS.CAFiles = []string{tf.caFile}
@@ -237,6 +235,17 @@ func userDataWarnings(ud *auth.UserData) []string {
 	}
 	return ud.Warnings
 }
+
+// retryNotice says on stderr, in one line, that a request is retried; what
+// names the service when it is not a registry ("palette ").
+func retryNotice(e *env, what string) func(transport.RetryEvent) {
+	return func(ev transport.RetryEvent) {
+		fmt.Fprintf(e.stderr, "retry: %s%s %s: %s; attempt %d, waiting %s\n", what, ev.Method, ev.URL, ev.Reason, ev.Attempt+1, ev.Wait.Round(time.Millisecond))
+	}
+}
+
+// userAgent is the User-Agent of every request.
+func userAgent() string { return "edgemirror/" + Version }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {

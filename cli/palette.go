@@ -72,9 +72,7 @@ func (f *paletteFlags) client(e *env, fs *pflag.FlagSet) (*palette.Client, error
 	if key == "" {
 		return nil, usageErr(fmt.Errorf("--cluster-profile-ids needs a Palette API key: set the %s environment variable", apiKeyEnv))
 	}
-	opts := transport.Options{Insecure: f.insecure, UserAgent: "edgemirror/" + Version, OnRetry: func(ev transport.RetryEvent) {
-		fmt.Fprintf(e.stderr, "retry: palette %s %s: %s; attempt %d\n", ev.Method, ev.URL, ev.Reason, ev.Attempt+1)
-	}}
+	opts := transport.Options{Insecure: f.insecure, UserAgent: userAgent(), OnRetry: retryNotice(e, "palette ")}
 	if f.caFile != "" {
 		opts.CAFiles = []string{f.caFile}
 	}
