@@ -26,17 +26,13 @@ const maxDay2Ratio = 1.01
 // the printer of the table.
 func (e *env) day2(ctx context.Context) (func(io.Writer), error) {
 	c := e.corpus
-	want, err := e.seedAndResolve(ctx, c)
+	want, profile, err := e.seedWithProfile(ctx, partDay2)
 	if err != nil {
 		return nil, err
 	}
 	have, rest := c.alternate()
 	missing := missingBytes(have, rest)
-	profile := filepath.Join(e.work, "day2-profile.json")
 	haveProfile := filepath.Join(e.work, "day2-seed-profile.json")
-	if err := c.writeProfile(profile); err != nil {
-		return nil, err
-	}
 	if err := have.writeProfile(haveProfile); err != nil {
 		return nil, err
 	}

@@ -50,12 +50,8 @@ type tool struct {
 // their table.
 func (e *env) peers(ctx context.Context, kind registry.Kind) (func(io.Writer), error) {
 	c := e.corpus
-	want, err := e.seedAndResolve(ctx, c)
+	want, profile, err := e.seedWithProfile(ctx, "peers")
 	if err != nil {
-		return nil, err
-	}
-	profile := filepath.Join(e.work, "profile.json")
-	if err := c.writeProfile(profile); err != nil {
 		return nil, err
 	}
 	hasAudit, err := lists(ctx, e.edgemirror, "audit")
@@ -112,6 +108,21 @@ func (e *env) seedAndResolve(ctx context.Context, set *corpus) (map[string]diges
 		return nil, err
 	}
 	return e.sourceDigests(ctx, set)
+}
+
+// seedWithProfile seeds the whole corpus (seedAndResolve) and writes the
+// profile that lists it as NAME-profile.json in the working directory,
+// for the figures in which every tool copies the corpus.
+func (e *env) seedWithProfile(ctx context.Context, name string) (map[string]digest.Digest, string, error) {
+	want, err := e.seedAndResolve(ctx, e.corpus)
+	if err != nil {
+		return nil, "", err
+	}
+	profile := filepath.Join(e.work, name+"-profile.json")
+	if err := e.corpus.writeProfile(profile); err != nil {
+		return nil, "", err
+	}
+	return want, profile, nil
 }
 
 // sourceDigests returns the manifest digest of every image of set at the

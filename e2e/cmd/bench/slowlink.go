@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"runtime"
 	"time"
 
@@ -30,12 +29,8 @@ const (
 // printer of the table.
 func (e *env) slowlink(ctx context.Context, kind registry.Kind) (func(io.Writer), error) {
 	c := e.corpus
-	want, err := e.seedAndResolve(ctx, c)
+	want, profile, err := e.seedWithProfile(ctx, partSlowlink)
 	if err != nil {
-		return nil, err
-	}
-	profile := filepath.Join(e.work, "slowlink-profile.json")
-	if err := c.writeProfile(profile); err != nil {
 		return nil, err
 	}
 	s := setup{
